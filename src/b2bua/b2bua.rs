@@ -1,0 +1,397 @@
+//! `B2bua`: the call table of one shard and the dispatch of transaction events to the flows.
+
+use super::call::{Call, CallKey, CallState, EndCause, Side};
+use super::reply::ReplyTemplate;
+use super::router::Router;
+use crate::sip::headers::make;
+use crate::sip::message::SipMsg;
+use crate::transaction::{TransactionLayer, TxEvent, TxId};
+use crate::transport::flow::Flow;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rsip::{Header, Method};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a client transaction we started is for.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientRole {
+    /// The INVITE on B.
+    Initial(CallKey),
+    /// A re-INVITE relayed to the other side.
+    ReInvite(CallKey),
+    /// A non-INVITE request relayed within the call; its response goes back through `server_tx`.
+    Relay { call: CallKey, from: Side, server_tx: TxId, reply: ReplyTemplate },
+    /// A PRACK on B; when A's PRACK caused it, its answer goes back to A.
+    Prack { a_prack: Option<(TxId, ReplyTemplate)> },
+    /// A BYE we sent as part of ending the call.
+    Bye(CallKey),
+    /// A request whose outcome does not matter (BYE to a losing fork).
+    Discard,
+    /// An out-of-dialog request relayed without a call (MESSAGE, OPTIONS to a user).
+    Standalone { server_tx: TxId, reply: ReplyTemplate },
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct B2buaStats {
+    /// Calls created.
+    pub calls_total: u64,
+    /// Calls that were answered.
+    pub calls_answered: u64,
+    /// Calls that ended (answered or not).
+    pub calls_ended: u64,
+}
+
+/// A finished call, for metrics and CDRs.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Leg A Call-ID.
+    pub a_call_id: String,
+    /// Leg B Call-ID.
+    pub b_call_id: String,
+    /// Zone name of leg A.
+    pub a_zone: String,
+    /// Trunk of leg B (name), if one was chosen.
+    pub b_trunk: Option<String>,
+    /// Final SIP code toward A (200 for answered calls).
+    pub final_code: u16,
+    /// Why it ended.
+    pub cause: EndCause,
+    /// INVITE arrival.
+    pub started: Instant,
+    /// Answer, if answered.
+    pub answered: Option<Instant>,
+    /// End.
+    pub ended: Instant,
+}
+
+/// The B2BUA of one signalling shard.
+#[derive(Debug)]
+pub struct B2bua {
+    pub(crate) shard: usize,
+    pub(crate) shards: usize,
+    pub(crate) router: Arc<Router>,
+    pub(crate) rng: SmallRng,
+    next_call: u64,
+    pub(crate) calls: HashMap<CallKey, Call>,
+    /// (Call-ID, our tag) → call and side.
+    pub(crate) dialogs: HashMap<(String, String), (CallKey, Side)>,
+    /// Call-IDs we made up for B legs (an INVITE arriving with one looped back to us).
+    pub(crate) own_call_ids: HashSet<String>,
+    pub(crate) clients: HashMap<TxId, ClientRole>,
+    /// Server INVITE transaction of A → call (CANCEL lookup).
+    pub(crate) invite_servers: HashMap<TxId, CallKey>,
+    pub(crate) wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
+    pub(crate) stats: B2buaStats,
+    pub(crate) finished: Vec<CallRecord>,
+}
+
+impl B2bua {
+    /// A B2BUA for shard `shard` of `shards`, routing with `router`.
+    pub fn new(shard: usize, shards: usize, router: Arc<Router>) -> Self {
+        B2bua {
+            shard,
+            shards,
+            router,
+            rng: SmallRng::from_entropy(),
+            next_call: 1,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            own_call_ids: HashSet::new(),
+            clients: HashMap::new(),
+            invite_servers: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            stats: B2buaStats::default(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Swaps the routing table (config reload). Calls in progress keep their targets.
+    pub fn set_router(&mut self, router: Arc<Router>) {
+        self.router = router;
+    }
+
+    /// The routing table in use.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Calls in the table.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Dialogs indexed (one per leg and fork).
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> B2buaStats {
+        self.stats
+    }
+
+    /// Takes the records of calls that ended since the last call.
+    pub fn take_finished(&mut self) -> Vec<CallRecord> {
+        std::mem::take(&mut self.finished)
+    }
+
+    pub(crate) fn alloc_call_key(&mut self) -> CallKey {
+        let k = CallKey(self.next_call);
+        self.next_call += 1;
+        k
+    }
+
+    /// Earliest call timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wakeups.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub(crate) fn wake_at(&mut self, at: Instant, call: CallKey) {
+        self.wakeups.push(Reverse((at, call)));
+    }
+
+    /// Handles one event from the transaction layer.
+    pub fn handle_event(&mut self, now: Instant, ev: TxEvent, tl: &mut TransactionLayer) {
+        match ev {
+            TxEvent::Request { tx, msg, flow } => self.on_request(now, tx, msg, flow, tl),
+            TxEvent::Response { tx, msg, flow } => self.on_response(now, tx, msg, flow, tl),
+            TxEvent::Timeout { tx } => self.on_client_failure(now, tx, 408, tl),
+            TxEvent::TransportError { tx } => self.on_client_failure(now, tx, 503, tl),
+            TxEvent::RingTimeout { tx } => self.on_ring_timeout(now, tx, tl),
+            TxEvent::AckTimeout { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: Option<TxId>,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let method = msg.method();
+        let Some(tx) = tx else {
+            // An ACK outside any transaction: the ACK of a 2xx, within a dialog.
+            if method == Method::Ack {
+                self.on_ack(now, msg, flow, tl);
+            }
+            return;
+        };
+        if method == Method::Cancel {
+            self.on_cancel(now, tx, msg, flow, tl);
+            return;
+        }
+        if msg.to_tag.is_some() {
+            self.on_in_dialog_request(now, tx, msg, flow, tl);
+            return;
+        }
+        // Out of dialog.
+        if let Some(mf) = msg.max_forwards {
+            if mf == 0 && !(method == Method::Options && self.addressed_to_us(&msg, flow)) {
+                self.reply_local(now, tl, tx, &msg, flow, 483, None, &[]);
+                return;
+            }
+        }
+        match method {
+            Method::Invite => self.on_initial_invite(now, tx, msg, flow, tl),
+            Method::Options if self.addressed_to_us(&msg, flow) => {
+                self.answer_options(now, tx, &msg, flow, tl)
+            }
+            Method::Options | Method::Message | Method::Info | Method::Notify => {
+                self.relay_out_of_dialog(now, tx, msg, flow, tl)
+            }
+            Method::Ack => {}
+            _ => {
+                let allow = make("Allow", super::local::ALLOW);
+                self.reply_local(now, tl, tx, &msg, flow, 405, None, &[allow]);
+            }
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        tx: Option<TxId>,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let role = tx.and_then(|t| self.clients.get(&t).cloned());
+        let code = msg.status().unwrap_or(0);
+        let Some(role) = role else {
+            if msg.cseq_method == Method::Invite && (200..300).contains(&code) {
+                self.on_stray_2xx(now, msg, flow, tl);
+            }
+            return;
+        };
+        let tx = tx.unwrap_or(crate::transaction::TxId(0));
+        if code >= 200 && !matches!(role, ClientRole::Initial(_)) {
+            self.clients.remove(&tx);
+        }
+        match role {
+            ClientRole::Initial(call) => self.on_initial_response(now, tx, call, msg, flow, tl),
+            ClientRole::ReInvite(call) => self.on_reinvite_response(now, call, msg, tl),
+            ClientRole::Relay { call, from, server_tx, reply } => {
+                self.on_relay_response(now, call, from, server_tx, &reply, &msg, tl)
+            }
+            ClientRole::Prack { a_prack, .. } => {
+                if let Some((stx, reply)) = a_prack {
+                    let resp = super::local::relay_response(&msg, &reply, None, None);
+                    let _ = tl.respond(now, stx, resp);
+                }
+            }
+            ClientRole::Bye(call) => {
+                if code >= 200 {
+                    self.on_bye_done(now, call, tl);
+                }
+            }
+            ClientRole::Discard => {}
+            ClientRole::Standalone { server_tx, reply } => {
+                let resp = super::local::relay_response(&msg, &reply, None, None);
+                let _ = tl.respond(now, server_tx, resp);
+            }
+        }
+    }
+
+    /// Timer B/F or a transport error on a client transaction: treated as a `code` response.
+    fn on_client_failure(&mut self, now: Instant, tx: TxId, code: u16, tl: &mut TransactionLayer) {
+        let Some(role) = self.clients.remove(&tx) else { return };
+        match role {
+            ClientRole::Initial(call) => self.on_initial_failure(now, tx, call, code, tl),
+            ClientRole::ReInvite(call) => self.on_reinvite_failure(now, call, code, tl),
+            ClientRole::Relay { call, from, server_tx, reply } => {
+                let resp = reply.response(code, None, None);
+                let _ = tl.respond(now, server_tx, resp);
+                let _ = (call, from);
+            }
+            ClientRole::Prack { a_prack, .. } => {
+                if let Some((stx, reply)) = a_prack {
+                    let _ = tl.respond(now, stx, reply.response(code, None, None));
+                }
+            }
+            ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
+            ClientRole::Discard => {}
+            ClientRole::Standalone { server_tx, reply } => {
+                let _ = tl.respond(now, server_tx, reply.response(code, None, None));
+            }
+        }
+    }
+
+    /// True when an out-of-dialog request names sipborder itself (no user part, or our address).
+    pub(crate) fn addressed_to_us(&self, msg: &SipMsg, flow: Flow) -> bool {
+        let Some(uri) = msg.request_uri() else { return false };
+        let host = uri.host_with_port.host.to_string();
+        uri.auth.is_none() || self.router.is_local_host(flow.zone, &host)
+    }
+
+    /// Answers `req` locally through `tx` with `code` and `extra` headers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reply_local(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: TxId,
+        req: &SipMsg,
+        flow: Flow,
+        code: u16,
+        reason: Option<&str>,
+        extra: &[Header],
+    ) {
+        let tag =
+            (req.to_tag.is_none() && code > 100).then(|| crate::sip::token::new_tag(&mut self.rng));
+        let mut resp =
+            crate::sip::build::response_to(req, code, reason, tag.as_deref(), flow.remote);
+        for h in extra {
+            resp.headers.push(h.clone());
+        }
+        let _ = tl.respond(now, tx, resp);
+    }
+
+    /// Removes a call and its indexes, recording how it ended.
+    pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
+        let Some(call) = self.calls.remove(&key) else { return };
+        self.dialogs.remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
+        for f in &call.forks {
+            self.dialogs.remove(&(call.a.call_id.clone(), f.a_tag.clone()));
+        }
+        self.dialogs.remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
+        self.own_call_ids.remove(&call.b.call_id);
+        if let Some(init) = &call.initial {
+            self.invite_servers.remove(&init.server_tx);
+            if let Some(ctx) = init.client_tx {
+                self.clients.remove(&ctx);
+            }
+        }
+        self.stats.calls_ended += 1;
+        let router = &self.router;
+        self.finished.push(CallRecord {
+            a_call_id: call.a.call_id.clone(),
+            b_call_id: call.b.call_id.clone(),
+            a_zone: router.zone(call.a.flow.zone).map(|z| z.name.clone()).unwrap_or_default(),
+            b_trunk: call.b_trunk.and_then(|t| router.trunk(t)).map(|t| t.name.clone()),
+            final_code,
+            cause: call.end_cause.unwrap_or(EndCause::Bye(Side::A)),
+            started: call.started,
+            answered: call.answered,
+            ended: now,
+        });
+        if self.finished.len() > 4096 {
+            // Nobody is draining records (tests, or metrics off): keep memory bounded.
+            self.finished.drain(..2048);
+        }
+    }
+
+    /// Ends a confirmed call from sipborder's side: BYE on every confirmed leg.
+    pub(crate) fn hangup_both(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        cause: EndCause,
+        tl: &mut TransactionLayer,
+    ) {
+        let mut byes = Vec::new();
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.end_cause.get_or_insert(cause);
+            call.state = CallState::Ending;
+            call.unacked.clear();
+            call.reliable.clear();
+            for side in [Side::A, Side::B] {
+                if let Some(d) = call.dialog_mut(side) {
+                    if d.state == crate::dialog::DialogState::Confirmed {
+                        d.state = crate::dialog::DialogState::Terminated;
+                        let cseq = d.next_cseq();
+                        byes.push((d.request(Method::Bye, cseq, vec![], vec![]), d.flow));
+                    }
+                }
+            }
+            call.byes_pending = byes.len() as u8;
+        }
+        if byes.is_empty() {
+            self.finish_call(key, now, 200);
+            return;
+        }
+        for (req, flow) in byes {
+            let t = tl.send_request(now, req, flow);
+            self.clients.insert(t, ClientRole::Bye(key));
+        }
+    }
+
+    /// A BYE we sent was answered (or failed): the call ends when none is pending.
+    fn on_bye_done(&mut self, now: Instant, key: CallKey, _tl: &mut TransactionLayer) {
+        let done = match self.calls.get_mut(&key) {
+            Some(call) => {
+                call.byes_pending = call.byes_pending.saturating_sub(1);
+                call.byes_pending == 0
+            }
+            None => false,
+        };
+        if done {
+            self.finish_call(key, now, 200);
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Requests within a call: ACK, BYE, re-INVITE (with glare), PRACK from A, and everything else
+//! relayed to the other leg (UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS).
+
+use super::b2bua::{B2bua, ClientRole};
+use super::call::{CallKey, CallState, EndCause, PendingReinvite, Side};
+use super::local::relay_response;
+use super::reply::ReplyTemplate;
+use crate::dialog::uri::contact_uri;
+use crate::dialog::{Dialog, DialogState};
+use crate::policy::topology::copy_crossing;
+use crate::sip::headers::make;
+use crate::sip::message::SipMsg;
+use crate::transaction::{TransactionLayer, TxId};
+use crate::transport::flow::Flow;
+use rsip::{Header, Method};
+use std::time::Instant;
+
+impl B2bua {
+    /// Locates the call and side of an in-dialog message by Call-ID and our tag.
+    fn lookup(&self, call_id: &str, our_tag: Option<&str>) -> Option<(CallKey, Side)> {
+        let tag = our_tag?;
+        self.dialogs.get(&(call_id.to_string(), tag.to_string())).copied()
+    }
+
+    /// The dialog to send on toward `to` for a request that arrived on the other side with
+    /// `msg` (early dialogs: the fork the request belongs to). Returns a clone for an early A
+    /// dialog presented under a fork's tag.
+    fn target_dialog(&mut self, key: CallKey, from: Side, msg: &SipMsg) -> Option<&mut Dialog> {
+        let call = self.calls.get_mut(&key)?;
+        if call.winner.is_some() {
+            return call.dialog_mut(from.other());
+        }
+        match from {
+            Side::A => {
+                let f = msg.to_tag.as_deref().and_then(|t| call.fork_by_a_tag(t))?;
+                Some(&mut call.forks[f].b)
+            }
+            Side::B => {
+                // Early request from B toward A: present it under the fork's A tag.
+                let f = msg.from_tag.as_deref().and_then(|t| call.fork_by_b_tag(t))?;
+                call.a.local_tag = call.forks[f].a_tag.clone();
+                Some(&mut call.a)
+            }
+        }
+    }
+
+    /// A request with a To tag (not ACK, not CANCEL).
+    pub(crate) fn on_in_dialog_request(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let Some((key, side)) = self.lookup(&msg.call_id, msg.to_tag.as_deref()) else {
+            self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
+            return;
+        };
+        let method = msg.method();
+        let cseq_ok = self.calls.get_mut(&key).and_then(|c| {
+            let d = match side {
+                Side::A => Some(&mut c.a),
+                Side::B => match c.winner {
+                    Some(w) => c.forks.get_mut(w).map(|f| &mut f.b),
+                    None => msg
+                        .from_tag
+                        .as_deref()
+                        .and_then(|t| c.fork_by_b_tag(t))
+                        .and_then(|f| c.forks.get_mut(f))
+                        .map(|f| &mut f.b),
+                },
+            }?;
+            Some(d.accept_remote_cseq(msg.cseq, method))
+        });
+        match cseq_ok {
+            None => {
+                self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
+                return;
+            }
+            Some(false) => {
+                self.reply_local(now, tl, tx, &msg, flow, 500, Some("CSeq Out Of Order"), &[]);
+                return;
+            }
+            Some(true) => {}
+        }
+        if msg.max_forwards == Some(0) {
+            self.reply_local(now, tl, tx, &msg, flow, 483, None, &[]);
+            return;
+        }
+        match method {
+            Method::Bye => self.on_bye(now, key, side, tx, msg, flow, tl),
+            Method::Invite => self.on_reinvite(now, key, side, tx, msg, flow, tl),
+            Method::PRack if side == Side::A => self.on_a_prack(now, key, tx, msg, flow, tl),
+            _ => self.relay_in_dialog(now, key, side, tx, msg, flow, tl),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_bye(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        tx: TxId,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        self.reply_local(now, tl, tx, &msg, flow, 200, None, &[]);
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        call.end_cause.get_or_insert(EndCause::Bye(side));
+        if let Some(d) = call.dialog_mut(side) {
+            d.state = DialogState::Terminated;
+        }
+        if call.state == CallState::Proceeding {
+            // A BYE before the answer (an early-dialog BYE from A): treat like a CANCEL.
+            if let Some(init) = call.initial.as_mut() {
+                if tl.server_invite_pending(init.server_tx) && init.cancelled.is_none() {
+                    let tag = call.a.local_tag.clone();
+                    let _ =
+                        tl.respond(now, init.server_tx, init.reply.response(487, None, Some(&tag)));
+                    init.cancelled = Some(487);
+                    if let Some(ctx) = init.client_tx {
+                        tl.cancel(now, ctx, vec![]);
+                        return;
+                    }
+                }
+            }
+            self.finish_call(key, now, 487);
+            return;
+        }
+        call.state = CallState::Ending;
+        call.unacked.clear();
+        let other = side.other();
+        let mut extra: Vec<Header> = Vec::new();
+        copy_crossing(&msg, &mut extra, &[]);
+        let out = match call.dialog_mut(other) {
+            Some(d) if d.state == DialogState::Confirmed => {
+                d.state = DialogState::Terminated;
+                let cseq = d.next_cseq();
+                Some((d.request(Method::Bye, cseq, extra, vec![]), d.flow))
+            }
+            _ => None,
+        };
+        match out {
+            Some((req, f)) => {
+                call.byes_pending = 1;
+                let t = tl.send_request(now, req, f);
+                self.clients.insert(t, ClientRole::Bye(key));
+            }
+            None => self.finish_call(key, now, 200),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        tx: TxId,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let Some(call) = self.calls.get(&key) else { return };
+        match call.state {
+            CallState::Ending | CallState::Ended => {
+                self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
+                return;
+            }
+            CallState::Proceeding => {
+                self.reply_local(now, tl, tx, &msg, flow, 491, None, &[]);
+                return;
+            }
+            _ => {}
+        }
+        if let Some(r) = &call.reinvite {
+            if r.from == side {
+                // RFC 3261 §14.2: a second INVITE while the first is pending.
+                let ra = make("Retry-After", (self.rng_small() % 10).to_string());
+                self.reply_local(now, tl, tx, &msg, flow, 500, None, &[ra]);
+            } else {
+                self.reply_local(now, tl, tx, &msg, flow, 491, None, &[]);
+            }
+            return;
+        }
+        let other = side.other();
+        let reply = ReplyTemplate::of(&msg, flow.remote);
+        let offerless = msg.body().is_empty();
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        if let Some(t) = msg.header("Contact").and_then(contact_uri) {
+            if let Some(d) = call.dialog_mut(side) {
+                d.remote_target = t;
+            }
+        }
+        let Some(d) = call.dialog_mut(other) else {
+            self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
+            return;
+        };
+        let cseq = d.next_cseq();
+        let mut extra: Vec<Header> = Vec::new();
+        copy_crossing(&msg, &mut extra, &[]);
+        let req = d.request(Method::Invite, cseq, extra, msg.body().to_vec());
+        let f = d.flow;
+        let ctx = tl.send_request(now, req, f);
+        call.reinvite = Some(PendingReinvite {
+            from: side,
+            server_tx: tx,
+            reply,
+            client_tx: ctx,
+            out_cseq: cseq,
+            offerless,
+            in_cseq: msg.cseq,
+        });
+        self.clients.insert(ctx, ClientRole::ReInvite(key));
+    }
+
+    pub(crate) fn rng_small(&mut self) -> u32 {
+        rand::Rng::gen(&mut self.rng)
+    }
+
+    /// A response to a re-INVITE we relayed.
+    pub(crate) fn on_reinvite_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        msg: SipMsg,
+        tl: &mut TransactionLayer,
+    ) {
+        let code = msg.status().unwrap_or(0);
+        let t1 = tl.timer_config().t1;
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(r) = call.reinvite.clone() else {
+            if (200..300).contains(&code) {
+                // 2xx retransmission after we finished: ACK again.
+                let side = if call.a.call_id == msg.call_id { Side::A } else { Side::B };
+                self.resend_ack(key, side, msg.cseq, tl);
+            }
+            return;
+        };
+        let from = r.from;
+        let to = from.other();
+        let contact = call.dialog(from).map(|d| d.local_contact.clone());
+        let resp = relay_response(&msg, &r.reply, None, contact.as_deref());
+        match code {
+            101..=199 => {
+                let _ = tl.respond(now, r.server_tx, resp);
+            }
+            200..=299 => {
+                if let (Some(t), Some(d)) =
+                    (msg.header("Contact").and_then(contact_uri), call.dialog_mut(to))
+                {
+                    d.remote_target = t;
+                }
+                let delayed = r.offerless && !msg.body().is_empty();
+                if !delayed {
+                    if let Some(d) = call.dialog(to) {
+                        let ack = d.request(Method::Ack, r.out_cseq, vec![], vec![]);
+                        let bytes = tl.send_stateless(ack, d.flow);
+                        call.last_ack[to.idx()] = Some((r.out_cseq, bytes));
+                    }
+                }
+                let _ = tl.respond(now, r.server_tx, resp.clone());
+                let reliable = call.dialog(from).is_some_and(|d| d.flow.transport.is_reliable());
+                let give_up = now + t1 * 64;
+                let due = if reliable { give_up } else { now + t1 };
+                call.unacked.push(super::call::Unacked2xx {
+                    side: from,
+                    cseq: r.in_cseq,
+                    tx: r.server_tx,
+                    response: resp,
+                    interval: t1,
+                    due,
+                    give_up,
+                    forward_ack: delayed.then_some(r.out_cseq),
+                });
+                call.reinvite = None;
+                self.wake_at(due, key);
+            }
+            _ => {
+                let _ = tl.respond(now, r.server_tx, resp);
+                call.reinvite = None;
+                if code == 408 || code == 481 {
+                    self.hangup_both(now, key, EndCause::SessionFailure, tl);
+                }
+            }
+        }
+    }
+
+    /// A relayed re-INVITE timed out or could not be sent.
+    pub(crate) fn on_reinvite_failure(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        code: u16,
+        tl: &mut TransactionLayer,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        if let Some(r) = call.reinvite.take() {
+            let _ = tl.respond(now, r.server_tx, r.reply.response(code, None, None));
+        }
+        self.hangup_both(now, key, EndCause::SessionFailure, tl);
+    }
+
+    /// The ACK of a 2xx (outside transactions).
+    pub(crate) fn on_ack(
+        &mut self,
+        _now: Instant,
+        msg: SipMsg,
+        _flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let Some((key, side)) = self.lookup(&msg.call_id, msg.to_tag.as_deref()) else { return };
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(pos) = call.unacked.iter().position(|u| u.side == side && u.cseq == msg.cseq)
+        else {
+            return;
+        };
+        let u = call.unacked.remove(pos);
+        if call.state == CallState::Answered && side == Side::A {
+            call.state = CallState::Confirmed;
+        }
+        if let Some(out_cseq) = u.forward_ack {
+            let other = side.other();
+            if let Some(d) = call.dialog(other) {
+                let mut extra = Vec::new();
+                copy_crossing(&msg, &mut extra, &[]);
+                let ack = d.request(Method::Ack, out_cseq, extra, msg.body().to_vec());
+                let bytes = tl.send_stateless(ack, d.flow);
+                call.last_ack[other.idx()] = Some((out_cseq, bytes));
+            }
+        }
+    }
+
+    /// PRACK from A for a reliable provisional we sent.
+    fn on_a_prack(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        tx: TxId,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let rseq = msg
+            .header("RAck")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok());
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let pos = rseq.and_then(|r| call.reliable.iter().position(|p| p.a_rseq == r));
+        let Some(pos) = pos else {
+            // Already PRACKed (retransmission answered 200) or unknown: RFC 3262 §3 says 481.
+            let known = rseq.is_some_and(|r| r <= call.a_rseq);
+            let code = if known { 200 } else { 481 };
+            self.reply_local(now, tl, tx, &msg, flow, code, None, &[]);
+            return;
+        };
+        let p = call.reliable.remove(pos);
+        match p.b_rseq {
+            Some(b_rseq) => {
+                let reply = ReplyTemplate::of(&msg, flow.remote);
+                self.send_b_prack(now, key, p.fork, b_rseq, Some((tx, reply, &msg)), tl);
+            }
+            None => self.reply_local(now, tl, tx, &msg, flow, 200, None, &[]),
+        }
+    }
+
+    /// Any other in-dialog request: the same method on the other leg, its answer relayed back.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_in_dialog(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        tx: TxId,
+        msg: SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let method = msg.method();
+        let glare = method == Method::Update
+            && !msg.body().is_empty()
+            && self.calls.get(&key).is_some_and(|c| c.reinvite.is_some());
+        if glare {
+            self.reply_local(now, tl, tx, &msg, flow, 491, None, &[]);
+            return;
+        }
+        if method == Method::Update {
+            if let Some(t) = msg.header("Contact").and_then(contact_uri) {
+                if let Some(d) = self.calls.get_mut(&key).and_then(|c| c.dialog_mut(side)) {
+                    d.remote_target = t;
+                }
+            }
+        }
+        let Some(d) = self.target_dialog(key, side, &msg) else {
+            self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
+            return;
+        };
+        let cseq = d.next_cseq();
+        let mut extra: Vec<Header> = Vec::new();
+        copy_crossing(&msg, &mut extra, &[]);
+        let req = d.request(method, cseq, extra, msg.body().to_vec());
+        let f = d.flow;
+        let ctx = tl.send_request(now, req, f);
+        let reply = ReplyTemplate::of(&msg, flow.remote);
+        self.clients.insert(ctx, ClientRole::Relay { call: key, from: side, server_tx: tx, reply });
+    }
+
+    /// The answer to a relayed in-dialog request.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_relay_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from: Side,
+        server_tx: TxId,
+        reply: &ReplyTemplate,
+        msg: &SipMsg,
+        tl: &mut TransactionLayer,
+    ) {
+        let code = msg.status().unwrap_or(0);
+        let refresh = msg.cseq_method == Method::Update && (200..300).contains(&code);
+        let contact = if refresh {
+            self.calls.get(&key).and_then(|c| c.dialog(from)).map(|d| d.local_contact.clone())
+        } else {
+            None
+        };
+        if refresh {
+            if let (Some(t), Some(d)) = (
+                msg.header("Contact").and_then(contact_uri),
+                self.calls.get_mut(&key).and_then(|c| c.dialog_mut(from.other())),
+            ) {
+                d.remote_target = t;
+            }
+        }
+        let resp = relay_response(msg, reply, None, contact.as_deref());
+        let _ = tl.respond(now, server_tx, resp);
+    }
+}

@@ -1,0 +1,20 @@
+//! The back-to-back user agent: every call is two independent legs, bridged here.
+//!
+//! [`B2bua`] consumes transaction events and drives the transaction layer; it is sans-IO like the
+//! layers below. The flows are split by concern: `initial` (INVITE, provisionals, forks, PRACK,
+//! CANCEL, fail-over), `in_dialog` (ACK, BYE, re-INVITE, relayed requests), `local` (requests
+//! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
+//! provisional retransmission).
+
+mod b2bua;
+pub mod call;
+mod call_timers;
+mod in_dialog;
+mod initial;
+mod local;
+pub mod reply;
+pub mod router;
+
+pub use b2bua::{B2bua, B2buaStats, CallRecord};
+pub use call::{CallKey, Side};
+pub use router::{Router, TrunkId};

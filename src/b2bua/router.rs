@@ -1,0 +1,186 @@
+//! The routing table (dial-peer style): which trunk(s) a new call or out-of-dialog request goes to.
+
+use crate::config::{Config, TransportKind};
+use crate::sip::message::Transport;
+use crate::transport::flow::{ZoneAddress, ZoneId};
+use regex::Regex;
+use std::net::{IpAddr, SocketAddr};
+
+/// Index of a trunk in [`Router::trunks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrunkId(pub u16);
+
+/// A zone as the signalling core sees it.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// Configured name.
+    pub name: String,
+    /// Address written into Via/Contact on this zone.
+    pub address: ZoneAddress,
+    /// IPs this zone listens on (a Request-URI naming one of them is addressed to sipborder).
+    pub local_ips: Vec<IpAddr>,
+}
+
+/// A SIP peer calls are sent to.
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    /// Configured name.
+    pub name: String,
+    /// Zone it is reached through.
+    pub zone: ZoneId,
+    /// Signalling address.
+    pub addr: SocketAddr,
+    /// Transport toward it.
+    pub transport: Transport,
+    /// Host written in Request-URI and To toward it.
+    pub domain: String,
+}
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Configured name.
+    pub name: String,
+    /// Zone the call must come from.
+    pub from: ZoneId,
+    prefix: Option<String>,
+    user: Option<Regex>,
+    /// Trunks to try in order.
+    pub targets: Vec<TrunkId>,
+}
+
+impl Route {
+    fn matches(&self, zone: ZoneId, user: &str) -> bool {
+        zone == self.from
+            && self.prefix.as_deref().is_none_or(|p| user.starts_with(p))
+            && self.user.as_ref().is_none_or(|r| r.is_match(user))
+    }
+}
+
+/// Zones, trunks and routes resolved to indices, built once per (re)load.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Zones by [`ZoneId`].
+    pub zones: Vec<Zone>,
+    /// Trunks by [`TrunkId`].
+    pub trunks: Vec<Trunk>,
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// Builds the table from a validated config (unknown names were rejected by validation;
+    /// anything unresolved here is skipped rather than trusted).
+    pub fn from_config(cfg: &Config) -> Router {
+        let zones: Vec<Zone> = cfg
+            .zones
+            .iter()
+            .map(|z| {
+                let listen_ip = z.udp.or(z.tcp).map(|a| a.ip());
+                let host = z
+                    .advertise
+                    .or(listen_ip)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|| "127.0.0.1".to_string());
+                let mut local_ips: Vec<IpAddr> =
+                    [z.udp, z.tcp].iter().flatten().map(|a| a.ip()).collect();
+                local_ips.extend(z.advertise);
+                local_ips.dedup();
+                Zone {
+                    name: z.name.clone(),
+                    address: ZoneAddress {
+                        host,
+                        udp_port: z.udp.map(|a| a.port()),
+                        tcp_port: z.tcp.map(|a| a.port()),
+                    },
+                    local_ips,
+                }
+            })
+            .collect();
+        let zone_id =
+            |name: &str| zones.iter().position(|z| z.name == name).map(|i| ZoneId(i as u16));
+        let trunks: Vec<Trunk> = cfg
+            .trunks
+            .iter()
+            .filter_map(|t| {
+                Some(Trunk {
+                    name: t.name.clone(),
+                    zone: zone_id(&t.zone)?,
+                    addr: t.address,
+                    transport: match t.transport {
+                        TransportKind::Udp => Transport::Udp,
+                        TransportKind::Tcp => Transport::Tcp,
+                    },
+                    domain: t.domain.clone().unwrap_or_else(|| match t.address.ip() {
+                        IpAddr::V6(ip) => format!("[{ip}]"),
+                        ip => ip.to_string(),
+                    }),
+                })
+            })
+            .collect();
+        let trunk_id =
+            |name: &str| trunks.iter().position(|t| t.name == name).map(|i| TrunkId(i as u16));
+        let routes = cfg
+            .routes
+            .iter()
+            .filter_map(|r| {
+                Some(Route {
+                    name: r.name.clone(),
+                    from: zone_id(&r.from)?,
+                    prefix: r.matcher.as_ref().and_then(|m| m.prefix.clone()),
+                    user: r.matcher.as_ref().and_then(|m| m.user.as_ref().map(|u| u.0.clone())),
+                    targets: r.targets.iter().filter_map(|t| trunk_id(t)).collect(),
+                })
+            })
+            .filter(|r| !r.targets.is_empty())
+            .collect();
+        Router { zones, trunks, routes }
+    }
+
+    /// First route matching a request from `zone` for Request-URI user `user`.
+    pub fn route(&self, zone: ZoneId, user: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(zone, user))
+    }
+
+    /// The trunk a message from `source` on `zone` came from (by address, then by IP).
+    pub fn trunk_by_source(&self, zone: ZoneId, source: SocketAddr) -> Option<TrunkId> {
+        let by = |f: &dyn Fn(&Trunk) -> bool| {
+            self.trunks.iter().position(|t| t.zone == zone && f(t)).map(|i| TrunkId(i as u16))
+        };
+        by(&|t| t.addr == source).or_else(|| by(&|t| t.addr.ip() == source.ip()))
+    }
+
+    /// A trunk by id.
+    pub fn trunk(&self, id: TrunkId) -> Option<&Trunk> {
+        self.trunks.get(id.0 as usize)
+    }
+
+    /// A zone by id.
+    pub fn zone(&self, id: ZoneId) -> Option<&Zone> {
+        self.zones.get(id.0 as usize)
+    }
+
+    /// True when `host` (from a Request-URI) names sipborder on `zone`.
+    pub fn is_local_host(&self, zone: ZoneId, host: &str) -> bool {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        self.zone(zone).is_some_and(|z| {
+            z.address.host == h || z.local_ips.iter().any(|ip| ip.to_string() == h)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_routes_both_ways() {
+        let r = Router::from_config(&crate::config::embedded());
+        let lan = ZoneId(0);
+        let trunk = ZoneId(1);
+        let out = r.route(lan, "0123456789").map(|r| r.targets.clone());
+        assert_eq!(out.map(|t| t.len()), Some(2));
+        let inb = r.route(trunk, "100").map(|r| r.targets[0]);
+        assert_eq!(inb.and_then(|t| r.trunk(t)).map(|t| t.name.as_str()), Some("pbx"));
+        assert!(r.is_local_host(lan, "127.0.0.1"));
+    }
+}

@@ -1,0 +1,235 @@
+//! The configuration schema: what `config/sipborder.yaml` may contain.
+//!
+//! Every struct denies unknown keys so a typo is an error with a location, never a silently
+//! ignored setting. Values that can be checked on their own (addresses, durations, regexes,
+//! port ranges) are checked while deserializing, so serde_yaml reports their line and column;
+//! cross references (a route naming a trunk that does not exist) are checked in
+//! `super::validate` and located afterwards.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The sides sipborder listens on (at least one).
+    pub zones: Vec<ZoneConfig>,
+    /// The SIP peers calls are sent to: ITSP trunks and the LAN PBX alike.
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+    /// Ordered dial-peer style routing table; first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// RFC 3261 timer base values.
+    #[serde(default)]
+    pub timers: TimersConfig,
+    /// Hard limits on what is accepted from the wire.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Prometheus exporter; absent means off.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// Process-wide runtime knobs.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// One side of the SBC: a set of listening sockets and the address advertised there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Unique name, used by trunks and routes (`lan`, `trunk`, ...).
+    pub name: String,
+    /// UDP listen address (`ip:port`). At least one of `udp`/`tcp` is required.
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+    /// TCP listen address (`ip:port`).
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+    /// Address written into Via/Contact on this zone when it differs from the listen address
+    /// (static 1:1 NAT). Defaults to the listen IP.
+    #[serde(default)]
+    pub advertise: Option<IpAddr>,
+}
+
+/// Transport used toward a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// UDP (the default).
+    #[default]
+    Udp,
+    /// TCP with Content-Length framing.
+    Tcp,
+}
+
+/// A SIP peer: an ITSP trunk or the LAN PBX.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Unique name, used by routes.
+    pub name: String,
+    /// The zone this peer is reached through.
+    pub zone: String,
+    /// `host:port` of the peer (IP address; DNS is not resolved).
+    pub address: SocketAddr,
+    /// Transport toward the peer.
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// Host part written into the Request-URI and To of requests toward this peer.
+    /// Defaults to the address' IP.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// One routing rule (like a CUBE dial-peer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name shown in logs.
+    pub name: String,
+    /// Zone the call must come from.
+    pub from: String,
+    /// Conditions on the Request-URI user; absent means any.
+    #[serde(default, rename = "match")]
+    pub matcher: Option<RouteMatch>,
+    /// Trunk names tried in order; the next one is tried on 408, 5xx or transport error.
+    pub targets: Vec<String>,
+}
+
+/// Request-URI user conditions; all given must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Literal prefix of the user part.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Regular expression the whole user part is searched with.
+    #[serde(default)]
+    pub user: Option<RegexValue>,
+}
+
+/// A regular expression compiled while the config is read.
+#[derive(Debug, Clone)]
+pub struct RegexValue(pub regex::Regex);
+
+impl<'de> Deserialize<'de> for RegexValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ParseStr("a regular expression", |s: &str| {
+            regex::Regex::new(s)
+                .map(RegexValue)
+                .map_err(|e| format!("bad regex {s:?}: {}", regex_error_summary(&e)))
+        }))
+    }
+}
+
+/// The one-line reason of a regex error. regex's syntax errors span several lines (pattern,
+/// caret, reason), which would break the one-problem-per-line error listing; the last line
+/// holds the reason.
+fn regex_error_summary(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_string()
+}
+
+/// A duration written like `500ms`, `4s`, `3m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ParseStr("a duration such as 500ms, 4s or 2m", |s: &str| {
+            humantime::parse_duration(s)
+                .map(DurationValue)
+                .map_err(|e| format!("bad duration {s:?}: {e} (write e.g. 500ms, 4s, 2m)"))
+        }))
+    }
+}
+
+/// A visitor that parses a string scalar with a function.
+///
+/// The check runs inside the visitor, while serde_yaml still stands on the scalar, so the error
+/// is marked at the value; checking after `String::deserialize` returns would mark it at the key.
+struct ParseStr<F>(&'static str, F);
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'de> for ParseStr<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.1)(s).map_err(E::custom)
+    }
+}
+
+/// RFC 3261 timer base values (§17, table 4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    /// RTT estimate; base of timers A, B, E, F, G, H, J (default 500ms).
+    pub t1: DurationValue,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses (default 4s).
+    pub t2: DurationValue,
+    /// Maximum time a message stays in the network (default 5s).
+    pub t4: DurationValue,
+    /// Timer C: how long an INVITE may ring after a provisional before it is cancelled (default 3m).
+    pub invite_ring_timeout: DurationValue,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            t1: DurationValue(Duration::from_millis(500)),
+            t2: DurationValue(Duration::from_secs(4)),
+            t4: DurationValue(Duration::from_secs(5)),
+            invite_ring_timeout: DurationValue(Duration::from_secs(180)),
+        }
+    }
+}
+
+/// Hard limits on input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest SIP message accepted, bytes (default 65536).
+    pub max_message_size: usize,
+    /// Most header lines in one message (default 128).
+    pub max_headers: usize,
+    /// Most Via header values in one message (default 32).
+    pub max_vias: usize,
+    /// TCP connection closed after this long without traffic (default 5m).
+    pub tcp_idle_timeout: DurationValue,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 65536,
+            max_headers: 128,
+            max_vias: 32,
+            tcp_idle_timeout: DurationValue(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Prometheus exporter settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener serving `/metrics`.
+    pub listen: SocketAddr,
+}
+
+/// Process-wide runtime knobs. The defaults (all 0) size everything to the machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Signalling shards (independent call tables); 0 means one per CPU.
+    pub shards: usize,
+    /// Tokio worker threads for signalling; 0 means one per CPU.
+    pub worker_threads: usize,
+}

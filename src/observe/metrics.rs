@@ -1,0 +1,44 @@
+//! The Prometheus exporter and the gauges sampled from live state.
+
+use crate::server::stats::SharedStats;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors starting the exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The HTTP listener could not start.
+    #[error("metrics listener on {addr}: {msg}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        msg: String,
+    },
+}
+
+/// Starts the `/metrics` HTTP listener on `addr` (inside a tokio runtime).
+pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            3600.0,
+        ])
+        .map_err(|e| MetricsError::Listen { addr, msg: e.to_string() })?
+        .install()
+        .map_err(|e| MetricsError::Listen { addr, msg: e.to_string() })
+}
+
+/// Samples live gauges every second.
+pub async fn sample_gauges(stats: Arc<SharedStats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        metrics::gauge!("sipborder_calls_active").set(stats.calls() as f64);
+        metrics::gauge!("sipborder_dialogs").set(stats.dialogs() as f64);
+        metrics::gauge!("sipborder_transactions").set(stats.transactions() as f64);
+    }
+}

@@ -1,0 +1,5 @@
+//! Observability: Prometheus metrics, logging setup, call records.
+
+pub mod calls;
+pub mod logging;
+pub mod metrics;

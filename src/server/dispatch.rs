@@ -1,0 +1,71 @@
+//! From bytes on a socket to the shard that owns the call: parse, answer or count what does not
+//! parse, hash the Call-ID.
+
+use super::outbound::Outbound;
+use super::shard_task::ShardInput;
+use crate::sip::callid::shard_of;
+use crate::sip::message::Transport;
+use crate::sip::parse::{parse, Limits, ParseError};
+use crate::transaction::layer::response_flow;
+use crate::transport::flow::{ConnId, Flow, Transmit, ZoneId};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Parses inbound messages and routes them to shards.
+pub struct Dispatcher {
+    shards: Vec<mpsc::Sender<ShardInput>>,
+    limits: Limits,
+    outbound: Arc<Outbound>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `shards`.
+    pub fn new(
+        shards: Vec<mpsc::Sender<ShardInput>>,
+        limits: Limits,
+        outbound: Arc<Outbound>,
+    ) -> Self {
+        Dispatcher { shards, limits, outbound }
+    }
+
+    /// Largest message accepted.
+    pub fn max_message_size(&self) -> usize {
+        self.limits.max_message_size
+    }
+
+    /// One message (a UDP datagram or a framed TCP message) arrived.
+    pub async fn inbound(
+        &self,
+        zone: ZoneId,
+        transport: Transport,
+        source: SocketAddr,
+        conn: Option<ConnId>,
+        bytes: &[u8],
+    ) {
+        // RFC 5626 / common NAT keepalives over UDP: CRLFs, or a few bytes of nothing.
+        if bytes.len() <= 4 && bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+            return;
+        }
+        let flow = Flow { zone, transport, remote: source, conn };
+        match parse(bytes, &self.limits) {
+            Ok(msg) => {
+                metrics::counter!("sipborder_sip_messages_received_total", "kind" => if msg.is_request() { "request" } else { "response" }).increment(1);
+                let i = shard_of(&msg.call_id, self.shards.len());
+                if let Some(s) = self.shards.get(i) {
+                    let _ = s.send(ShardInput::Message(msg, flow)).await;
+                }
+            }
+            Err(ParseError::Answer { code, response, via, .. }) => {
+                metrics::counter!("sipborder_sip_parse_errors_total", "action" => "answered", "code" => code.to_string()).increment(1);
+                let to = response_flow(&via, flow);
+                self.outbound.send(Transmit { flow: to, bytes: Bytes::from(response) });
+            }
+            Err(ParseError::Drop { reason }) => {
+                metrics::counter!("sipborder_sip_parse_errors_total", "action" => "dropped", "reason" => reason.label()).increment(1);
+                tracing::debug!(%source, reason = reason.label(), "dropped unparseable message");
+            }
+        }
+    }
+}

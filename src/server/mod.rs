@@ -1,0 +1,114 @@
+//! The tokio runtime around the sans-IO core: sockets per zone, the TCP connection table, one
+//! task per signalling shard, and the dispatch of parsed messages to the shard owning the call.
+//!
+//! Messages are parsed on the task that received them (so parsing uses every core), then handed
+//! to the shard chosen by hashing the Call-ID ([`crate::sip::callid`]); each shard owns its call
+//! table outright, so no lock sits on the path of a message.
+
+pub mod dispatch;
+pub mod outbound;
+pub mod shard_task;
+pub mod sockets;
+pub mod stats;
+pub mod tcp;
+pub mod udp;
+
+use crate::b2bua::Router;
+use crate::config::Config;
+use crate::sip::parse::Limits;
+use crate::transaction::TimerConfig;
+use dispatch::Dispatcher;
+use outbound::Outbound;
+use shard_task::ShardInput;
+use stats::SharedStats;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen socket could not be bound.
+    #[error("zone {zone}: cannot listen on {transport} {addr}: {source}")]
+    Bind {
+        /// Zone name.
+        zone: String,
+        /// `udp` or `tcp`.
+        transport: &'static str,
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Timer values from the config.
+pub fn timer_config(cfg: &Config) -> TimerConfig {
+    TimerConfig {
+        t1: cfg.timers.t1.0,
+        t2: cfg.timers.t2.0,
+        t4: cfg.timers.t4.0,
+        timer_c: cfg.timers.invite_ring_timeout.0,
+    }
+}
+
+/// Parse limits from the config.
+pub fn limits(cfg: &Config) -> Limits {
+    Limits {
+        max_message_size: cfg.limits.max_message_size,
+        max_headers: cfg.limits.max_headers,
+        max_vias: cfg.limits.max_vias,
+    }
+}
+
+/// A running server: handles to reload it and to see its state.
+pub struct Server {
+    shards: Vec<mpsc::Sender<ShardInput>>,
+    /// Live counters summed over shards.
+    pub stats: Arc<SharedStats>,
+}
+
+impl Server {
+    /// Binds every zone, starts the shards and the receive loops. Must run inside a tokio runtime.
+    pub async fn start(cfg: &Config) -> Result<Server, ServerError> {
+        let shard_count = if cfg.runtime.shards == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            cfg.runtime.shards
+        };
+        let router = Arc::new(Router::from_config(cfg));
+        let bound = sockets::bind_all(cfg)?;
+        let stats = Arc::new(SharedStats::new(shard_count));
+        let (err_tx, err_rx) = mpsc::unbounded_channel();
+        let outbound = Arc::new(Outbound::new(&bound, cfg, err_tx));
+        let mut senders = Vec::with_capacity(shard_count);
+        let mut receivers = Vec::with_capacity(shard_count);
+        for _ in 0..shard_count {
+            let (tx, rx) = mpsc::channel::<ShardInput>(4096);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let dispatcher = Arc::new(Dispatcher::new(senders.clone(), limits(cfg), outbound.clone()));
+        outbound.set_dispatcher(dispatcher.clone());
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let shard = crate::shard::Shard::new(i, shard_count, router.clone(), timer_config(cfg));
+            tokio::spawn(shard_task::run(shard, i, rx, outbound.clone(), stats.clone()));
+        }
+        tokio::spawn(shard_task::forward_transport_errors(err_rx, senders.clone()));
+        for (zone, sock) in bound.udp {
+            tokio::spawn(udp::receive_loop(zone, sock, dispatcher.clone()));
+        }
+        for (zone, listener) in bound.tcp {
+            tokio::spawn(tcp::accept_loop(zone, listener, dispatcher.clone(), outbound.clone()));
+        }
+        Ok(Server { shards: senders, stats })
+    }
+
+    /// Applies a new (validated) config to every shard: routes and timers. Listen sockets are
+    /// not rebound; a change of listen addresses needs a restart.
+    pub async fn reload(&self, cfg: &Config) {
+        let router = Arc::new(Router::from_config(cfg));
+        for s in &self.shards {
+            let _ = s.send(ShardInput::Reload(router.clone(), timer_config(cfg))).await;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The task that runs one [`Shard`]: inputs from the dispatcher, its timers, its transmits.
+
+use super::outbound::Outbound;
+use super::stats::SharedStats;
+use crate::b2bua::Router;
+use crate::shard::Shard;
+use crate::sip::message::SipMsg;
+use crate::transaction::TimerConfig;
+use crate::transport::flow::Flow;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What a shard task receives.
+#[derive(Debug)]
+pub enum ShardInput {
+    /// A parsed message.
+    Message(SipMsg, Flow),
+    /// A flow could not be reached.
+    TransportError(Flow),
+    /// New routing and timers.
+    Reload(Arc<Router>, TimerConfig),
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn handle(shard: &mut Shard, input: ShardInput) {
+    match input {
+        ShardInput::Message(msg, flow) => shard.handle_message(now(), msg, flow),
+        ShardInput::TransportError(flow) => shard.handle_transport_error(now(), flow),
+        ShardInput::Reload(router, timers) => shard.reload(router, timers),
+    }
+}
+
+/// Runs shard `index` until its input channel closes.
+pub async fn run(
+    mut shard: Shard,
+    index: usize,
+    mut rx: mpsc::Receiver<ShardInput>,
+    out: Arc<Outbound>,
+    stats: Arc<SharedStats>,
+) {
+    loop {
+        let deadline = shard.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                handle(&mut shard, input);
+                // Take what is already queued before flushing: fewer wakeups under load.
+                for _ in 0..63 {
+                    match rx.try_recv() {
+                        Ok(i) => handle(&mut shard, i),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => shard.handle_timeout(now()),
+        }
+        while let Some(t) = shard.poll_transmit() {
+            out.send(t);
+        }
+        for rec in shard.b2bua_mut().take_finished() {
+            crate::observe::calls::record_finished(&rec);
+        }
+        stats.publish(
+            index,
+            shard.b2bua().calls(),
+            shard.b2bua().dialogs(),
+            shard.transactions().len(),
+        );
+    }
+}
+
+/// Tells every shard about a flow the transport could not reach.
+pub async fn forward_transport_errors(
+    mut rx: mpsc::UnboundedReceiver<Flow>,
+    shards: Vec<mpsc::Sender<ShardInput>>,
+) {
+    while let Some(flow) = rx.recv().await {
+        for s in &shards {
+            let _ = s.send(ShardInput::TransportError(flow)).await;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! TCP connections: accept, connect, and the per-connection reader (framing) and writer.
+
+use super::dispatch::Dispatcher;
+use super::outbound::{ConnHandle, Outbound};
+use crate::sip::message::Transport;
+use crate::transport::flow::{ConnId, ZoneId};
+use crate::transport::framing::{Frame, StreamFramer};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+/// Accepts connections on a zone's listener forever.
+pub async fn accept_loop(
+    zone: ZoneId,
+    listener: tokio::net::TcpListener,
+    d: Arc<Dispatcher>,
+    out: Arc<Outbound>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let id = out.new_conn_id();
+                let (tx, rx) = mpsc::channel::<Bytes>(1024);
+                out.register(id, ConnHandle { tx, zone, remote });
+                tokio::spawn(run_connection(zone, id, stream, remote, rx, d.clone(), out.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Opens a connection to `remote`, from the zone's IP when known.
+pub async fn connect(local: Option<SocketAddr>, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = if remote.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(l) = local {
+        if l.is_ipv4() == remote.is_ipv4() {
+            sock.bind(SocketAddr::new(l.ip(), 0))?;
+        }
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), sock.connect(remote))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+fn millis_now() -> u64 {
+    static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(tokio::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// Runs one connection until it closes, idles out, or breaks framing.
+pub async fn run_connection(
+    zone: ZoneId,
+    id: ConnId,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut rx: mpsc::Receiver<Bytes>,
+    d: Arc<Dispatcher>,
+    out: Arc<Outbound>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let last_write = Arc::new(AtomicU64::new(millis_now()));
+    let lw = last_write.clone();
+    let writer_task = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if writer.write_all(&b).await.is_err() {
+                break;
+            }
+            lw.store(millis_now(), Ordering::Relaxed);
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut framer = StreamFramer::new(d.max_message_size());
+    let mut buf = vec![0u8; 16 * 1024];
+    let idle = out.idle_timeout;
+    'conn: loop {
+        let read = tokio::time::timeout(idle, reader.read(&mut buf)).await;
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let since_write = millis_now().saturating_sub(last_write.load(Ordering::Relaxed));
+                if since_write >= idle.as_millis() as u64 {
+                    tracing::debug!(%remote, "tcp connection idle, closing");
+                    break;
+                }
+                continue;
+            }
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Message(m))) => {
+                    d.inbound(zone, Transport::Tcp, remote, Some(id), &m).await
+                }
+                Ok(Some(Frame::Ping)) => {
+                    // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
+                    out.send(crate::transport::flow::Transmit {
+                        flow: crate::transport::flow::Flow {
+                            zone,
+                            transport: Transport::Tcp,
+                            remote,
+                            conn: Some(id),
+                        },
+                        bytes: Bytes::from_static(b"\r\n"),
+                    });
+                }
+                Ok(Some(Frame::Pong)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    metrics::counter!("sipborder_sip_parse_errors_total", "action" => "closed", "reason" => "framing").increment(1);
+                    tracing::info!(%remote, error = %e, "tcp framing error, closing connection");
+                    break 'conn;
+                }
+            }
+        }
+    }
+    out.unregister(id);
+    writer_task.abort();
+}

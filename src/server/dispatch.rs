@@ -35,6 +35,26 @@ impl Dispatcher {
         self.limits.max_message_size
     }
 
+    /// Answers a TCP message the framer could not delimit (missing or bad Content-Length, too
+    /// large) when its head names enough to route an answer.
+    pub fn answer_unframed(
+        &self,
+        zone: ZoneId,
+        remote: SocketAddr,
+        conn: ConnId,
+        head: &[u8],
+        code: u16,
+        reason: &str,
+    ) {
+        if let ParseError::Answer { response, via, .. } =
+            crate::sip::parse::reject(head, code, reason)
+        {
+            let flow = Flow { zone, transport: Transport::Tcp, remote, conn: Some(conn) };
+            self.outbound
+                .send(Transmit { flow: response_flow(&via, flow), bytes: Bytes::from(response) });
+        }
+    }
+
     /// One message (a UDP datagram or a framed TCP message) arrived.
     pub async fn inbound(
         &self,

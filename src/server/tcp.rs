@@ -4,7 +4,8 @@ use super::dispatch::Dispatcher;
 use super::outbound::{ConnHandle, Outbound};
 use crate::sip::message::Transport;
 use crate::transport::flow::{ConnId, ZoneId};
-use crate::transport::framing::{Frame, StreamFramer};
+use crate::transport::flow::{Flow, Transmit};
+use crate::transport::framing::{Frame, FramingError, StreamFramer};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,13 +80,13 @@ pub async fn run_connection(
         let _ = writer.shutdown().await;
     });
     let mut framer = StreamFramer::new(d.max_message_size());
-    let mut buf = vec![0u8; 16 * 1024];
     let idle = out.idle_timeout;
     'conn: loop {
-        let read = tokio::time::timeout(idle, reader.read(&mut buf)).await;
-        let n = match read {
+        // Read straight into the framer's buffer: one copy from the kernel, none after.
+        let read = tokio::time::timeout(idle, reader.read_buf(framer.read_buf())).await;
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => n,
+            Ok(Ok(_)) => {}
             Err(_) => {
                 let since_write = millis_now().saturating_sub(last_write.load(Ordering::Relaxed));
                 if since_write >= idle.as_millis() as u64 {
@@ -94,8 +95,7 @@ pub async fn run_connection(
                 }
                 continue;
             }
-        };
-        framer.push(&buf[..n]);
+        }
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(m))) => {
@@ -103,26 +103,42 @@ pub async fn run_connection(
                 }
                 Ok(Some(Frame::Ping)) => {
                     // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
-                    out.send(crate::transport::flow::Transmit {
-                        flow: crate::transport::flow::Flow {
-                            zone,
-                            transport: Transport::Tcp,
-                            remote,
-                            conn: Some(id),
-                        },
+                    out.send(Transmit {
+                        flow: Flow { zone, transport: Transport::Tcp, remote, conn: Some(id) },
                         bytes: Bytes::from_static(b"\r\n"),
                     });
                 }
                 Ok(Some(Frame::Pong)) => {}
                 Ok(None) => break,
                 Err(e) => {
-                    metrics::counter!("sipborder_sip_parse_errors_total", "action" => "closed", "reason" => "framing").increment(1);
-                    tracing::info!(%remote, error = %e, "tcp framing error, closing connection");
-                    break 'conn;
+                    let fatal = e.is_fatal();
+                    let answer = match &e {
+                        FramingError::MissingContentLength { head } => {
+                            Some((head, 400, "Missing Content-Length"))
+                        }
+                        FramingError::BadContentLength { head } => {
+                            Some((head, 400, "Bad Content-Length"))
+                        }
+                        FramingError::BodyTooLarge { head, .. } => {
+                            Some((head, 413, "Request Entity Too Large"))
+                        }
+                        _ => None,
+                    };
+                    if let Some((head, code, reason)) = answer {
+                        d.answer_unframed(zone, remote, id, head, code, reason);
+                    }
+                    metrics::counter!("sipborder_sip_parse_errors_total", "action" => if fatal { "closed" } else { "answered" }, "reason" => "framing").increment(1);
+                    if fatal {
+                        tracing::info!(%remote, error = %e, "tcp framing error, closing connection");
+                        break 'conn;
+                    }
                 }
             }
         }
     }
     out.unregister(id);
-    writer_task.abort();
+    // The table held the last sender: the writer drains what is queued (a final 400) and ends.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), writer_task).await.is_err() {
+        tracing::debug!(%remote, "tcp writer did not drain in time");
+    }
 }

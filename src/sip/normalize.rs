@@ -4,8 +4,8 @@
 //! rsip rejects three things RFC 3261 allows (see ../shared/reference/rsip-notes.md):
 //! header lines folded onto a continuation line (§7.3.1), whitespace between a header name and its
 //! colon (`Via  : ...`, §7.3.1 / §25.1 HCOLON), and it does not know the compact header names
-//! (§7.3.3 and the extensions' registrations). This module unfolds, strips the whitespace and expands
-//! the compact names. Only the header section is touched; the body is copied byte for byte.
+//! (§7.3.3 and the extensions' registrations). This module unfolds, strips the whitespace and
+//! expands the compact names. Only the header section is touched; the body is copied byte for byte.
 //!
 //! Almost every real message needs none of this, so the common case is one read-only scan and a
 //! borrowed result: no allocation, no copy.

@@ -1,15 +1,23 @@
 //! Wire bytes → validated [`SipMsg`], or a ready answer / drop decision.
 //!
-//! rsip 0.4 does the grammar; this module does what it does not (see
+//! rsip 0.4 supplies the types and the URI grammar; this module adds what it does not (see
 //! ../shared/reference/rsip-notes.md): size and count limits, the start-line checks rsip is lax
 //! about (version, status range, method case), the header forms it cannot read (via
 //! [`super::normalize`]), and the semantic checks of RFC 3261 §8.1.1 / §8.2 / §18.3.
 //!
+//! The message is read once. The normalizer's scan already walks every header line, so
+//! [`parse`] splits the lines itself and builds the `rsip::Request` / `rsip::Response` with
+//! [`headers::make`], handing only the Request-URI to rsip's grammar. rsip's whole-message
+//! tokenizer is avoided because each optional part it does not find (a URI without user part,
+//! the response grammar it tries before the request one) formats the rest of the message into
+//! an error string: more than half its time on a typical INVITE. A test checks that what is built
+//! equals what rsip builds, for every vector and every mutated message that parses.
+//!
 //! A bad request that still names its Via, From, To, Call-ID and CSeq gets a complete 4xx/5xx to
-//! send back, built from the raw header lines so it works even when rsip refused the message. A bad
+//! send back, built from the raw header lines so it works however broken the rest is. A bad
 //! response or ACK cannot be answered (RFC 3261 §17.1.1.3, §17.2.3) and is dropped with a bounded
-//! metric label. Nothing here may panic on wire data: slicing goes through `get` or offsets the code
-//! has just found, and the module's tests feed truncated and mutated vectors through [`parse`].
+//! metric label. Nothing here may panic on wire data: slicing goes through `get` or offsets the
+//! code has just found, and the module's tests feed truncated and mutated vectors through [`parse`].
 
 // `ParseError::Answer` is ~140 bytes, but every `Result` here is `Result<SipMsg, _>` or feeds one,
 // and `SipMsg` is larger still: boxing the error would not shrink the `Result`.
@@ -21,6 +29,7 @@ use std::hash::{Hash, Hasher};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method};
 
+use super::headers;
 use super::message::{SipMsg, Transport, ViaInfo};
 use super::normalize::{self, find_byte, find_crlf, find_head_end, is_token};
 
@@ -132,18 +141,21 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<SipMsg, ParseError> {
         return Err(ParseError::Drop { reason: DropReason::Empty });
     }
     let start_end = find_crlf(bytes, 0).unwrap_or(bytes.len());
-    let start = classify(&bytes[..start_end])?;
-    let kind = start.kind();
-
+    let start = classify(&bytes[..start_end]);
+    let kind = match &start {
+        Ok(s) => s.kind(),
+        Err(BadStart::Request { ack, .. }) => Kind::Request { ack: *ack },
+        Err(BadStart::Drop(reason)) => return Err(ParseError::Drop { reason: *reason }),
+    };
     if bytes.len() > limits.max_message_size {
         return Err(too_large(bytes, kind, limits.max_message_size));
     }
-    if let Start::BadRequest { code, reason, .. } = start {
-        return Err(fail(bytes, kind, code, reason, None));
-    }
-    let req_method = match start {
-        Start::Request { method, .. } => Some(method),
-        _ => None,
+    let start = match start {
+        Ok(s) => s,
+        Err(BadStart::Request { code, reason, .. }) => {
+            return Err(fail(bytes, kind, code, reason, None))
+        }
+        Err(BadStart::Drop(reason)) => return Err(ParseError::Drop { reason }),
     };
 
     let norm = normalize::normalize_scan(bytes);
@@ -154,29 +166,24 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<SipMsg, ParseError> {
     if norm.header_lines > limits.max_headers {
         return Err(fail(msg, kind, 400, "Too Many Headers", Some(DropReason::TooManyHeaders)));
     }
-    // The start line already says which grammar applies. `SipMessage::try_from` would try the
-    // response grammar first and, for every request, build (and throw away) an error string
-    // holding the whole message: about half of rsip's time on a typical INVITE.
-    let raw = match kind {
-        Kind::Request { .. } => rsip::Request::try_from(msg).map(rsip::SipMessage::Request),
-        Kind::Response => rsip::Response::try_from(msg).map(rsip::SipMessage::Response),
+    // Start line and header lines, each with its CRLF; the normalizer never changes the start line.
+    let Ok(head) = std::str::from_utf8(&msg[..body_start - 2]) else {
+        return Err(fail(msg, kind, 400, "Invalid UTF-8 In Headers", None));
     };
-    let mut raw = match raw {
-        Ok(m) => m,
-        // rsip's error text embeds the whole message: never surface it.
-        Err(_) => return Err(fail(msg, kind, 400, diagnose(msg), None)),
+    let headers = match build_headers(head, start_end + 2, norm.header_lines) {
+        Some(h) => h,
+        None => return Err(fail(msg, kind, 400, "Malformed Header Line", None)),
     };
 
-    let body_len = msg.len() - body_start;
-    let headers = match &raw {
-        rsip::SipMessage::Request(r) => &r.headers,
-        rsip::SipMessage::Response(r) => &r.headers,
+    let body = &msg[body_start..];
+    let req_method = match start {
+        Start::Request { method_str, .. } => Some(method_str),
+        _ => None,
     };
-    let ess = match check(headers, req_method, body_len, limits) {
+    let ess = match check(&headers, req_method, body.len(), limits) {
         Ok(e) => e,
         Err(reason) => return Err(fail(msg, kind, 400, reason, None)),
     };
-
     let Essentials {
         call_id,
         cseq,
@@ -191,16 +198,80 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<SipMsg, ParseError> {
     let call_id = call_id.to_owned();
     let from_tag = from_tag.map(str::to_owned);
     let to_tag = to_tag.map(str::to_owned);
-    if let Some(cl) = content_length {
-        if cl < body_len {
-            let body = match &mut raw {
-                rsip::SipMessage::Request(r) => &mut r.body,
-                rsip::SipMessage::Response(r) => &mut r.body,
+    // RFC 3261 §18.3: bytes past Content-Length are not part of the message.
+    let body = body[..content_length.unwrap_or(body.len()).min(body.len())].to_vec();
+    let headers = rsip::Headers::from(headers);
+
+    let raw = match start {
+        Start::Request { method, uri, .. } => {
+            let Some(uri) = parse_uri(uri) else {
+                return Err(fail(msg, kind, 400, "Malformed Request-URI", None));
             };
-            body.truncate(cl);
+            rsip::SipMessage::Request(rsip::Request {
+                method,
+                uri,
+                version: rsip::Version::V2,
+                headers,
+                body,
+            })
         }
-    }
+        Start::Response { code, reason } => {
+            // What rsip's own conversion does: well-known codes become their variant (the phrase
+            // is implied), others keep the phrase as sent.
+            let status_code = match rsip::StatusCode::from(code) {
+                rsip::StatusCode::Other(c, _) => {
+                    rsip::StatusCode::Other(c, String::from_utf8_lossy(reason).into_owned())
+                }
+                known => known,
+            };
+            rsip::SipMessage::Response(rsip::Response {
+                status_code,
+                version: rsip::Version::V2,
+                headers,
+                body,
+            })
+        }
+    };
     Ok(SipMsg { raw, call_id, cseq, cseq_method, from_tag, to_tag, via, via_count, max_forwards })
+}
+
+/// Splits the header lines of `head` (from `from`, the byte after the start line) into rsip
+/// headers, exactly as rsip's own tokenizer would (name = token, `:`, optional SP/HT, value to the
+/// end of the line, repeated headers kept apart), but without its cost: rsip's message tokenizer
+/// formats an error string holding the rest of the message each time an optional part is absent,
+/// which is most of its time on a typical request. `None` for a line rsip would refuse.
+fn build_headers(head: &str, from: usize, expected: usize) -> Option<Vec<Header>> {
+    let b = head.as_bytes();
+    let mut out = Vec::with_capacity(expected);
+    let mut i = from;
+    while i < b.len() {
+        let end = find_crlf(b, i).unwrap_or(b.len());
+        let mut j = i;
+        while j < end && is_token(b[j]) {
+            j += 1;
+        }
+        if j == i || b.get(j) != Some(&b':') {
+            return None;
+        }
+        let mut v = j + 1;
+        while v < end && (b[v] == b' ' || b[v] == b'\t') {
+            v += 1;
+        }
+        // All split points are ASCII bytes, so these are char boundaries.
+        out.push(headers::make(head.get(i..j)?, head.get(v..end)?));
+        i = end + 2;
+    }
+    Some(out)
+}
+
+/// Parses a Request-URI with rsip's URI grammar, requiring all of it to be consumed (rsip's
+/// `Uri::try_from` ignores trailing input; in a request line that input would not be a SP).
+fn parse_uri(uri: &[u8]) -> Option<rsip::Uri> {
+    let (rest, tok) = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(uri).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    rsip::Uri::try_from(tok).ok()
 }
 
 /// Builds the answer (or drop decision) for a message the caller has already judged bad, e.g. a
@@ -214,7 +285,8 @@ pub fn reject(bytes: &[u8], code: u16, reason: &str) -> ParseError {
     let start_end = find_crlf(bytes, 0).unwrap_or(bytes.len());
     let kind = match classify(&bytes[..start_end]) {
         Ok(s) => s.kind(),
-        Err(e) => return e,
+        Err(BadStart::Request { ack, .. }) => Kind::Request { ack },
+        Err(BadStart::Drop(reason)) => return ParseError::Drop { reason },
     };
     let reason: String =
         reason.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(MAX_REASON).collect();
@@ -231,25 +303,25 @@ enum Kind {
     Response,
 }
 
+/// A start line that passed.
 enum Start<'a> {
-    Request {
-        method: &'a str,
-    },
-    /// A request whose start line is wrong in a way that still lets it be answered.
-    BadRequest {
-        ack: bool,
-        code: u16,
-        reason: &'static str,
-    },
-    Response,
+    Request { method: Method, method_str: &'a str, uri: &'a [u8] },
+    Response { code: u16, reason: &'a [u8] },
+}
+
+/// A start line that did not.
+enum BadStart {
+    /// A request that is wrong in a way that still lets it be answered (if its headers allow).
+    Request { ack: bool, code: u16, reason: &'static str },
+    /// Not answerable at all.
+    Drop(DropReason),
 }
 
 impl Start<'_> {
     fn kind(&self) -> Kind {
         match self {
-            Start::Request { method } => Kind::Request { ack: *method == "ACK" },
-            Start::BadRequest { ack, .. } => Kind::Request { ack: *ack },
-            Start::Response => Kind::Response,
+            Start::Request { method, .. } => Kind::Request { ack: *method == Method::Ack },
+            Start::Response { .. } => Kind::Response,
         }
     }
 }
@@ -280,23 +352,26 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Reads the start line far enough to know what the message is and whether it can be answered.
-fn classify(line: &[u8]) -> Result<Start<'_>, ParseError> {
-    let drop = |reason| ParseError::Drop { reason };
+fn classify(line: &[u8]) -> Result<Start<'_>, BadStart> {
+    let drop = BadStart::Drop;
     if let Some(rest) = line.strip_prefix(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (rsip also takes extra SPs).
         let rest = rest.strip_prefix(b"2.0 ").ok_or(drop(DropReason::BadResponse))?;
         let rest = &rest[rest.iter().position(|&b| b != b' ').unwrap_or(rest.len())..];
-        let ok = match rest {
-            [a, b, c, b' ', ..]
+        return match rest {
+            [a, b, c, b' ', reason @ ..]
                 if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() =>
             {
                 let code =
                     u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
-                (100..=699).contains(&code)
+                if (100..=699).contains(&code) {
+                    Ok(Start::Response { code, reason })
+                } else {
+                    Err(drop(DropReason::BadResponse))
+                }
             }
-            _ => false,
+            _ => Err(drop(DropReason::BadResponse)),
         };
-        return if ok { Ok(Start::Response) } else { Err(drop(DropReason::BadResponse)) };
     }
 
     // Only failures need to know whether the line looked like SIP at all.
@@ -308,7 +383,7 @@ fn classify(line: &[u8]) -> Result<Start<'_>, ParseError> {
         return Err(not_sip());
     }
     let ack = method == b"ACK";
-    let bad = |code, reason| Ok(Start::BadRequest { ack, code, reason });
+    let bad = |code, reason| Err(BadStart::Request { ack, code, reason });
     let rest = &line[sp + 1..];
     let Some(vsp) = rest.iter().rposition(|&b| b == b' ') else {
         return if sip_ish() { bad(400, "Malformed Request Line") } else { Err(not_sip()) };
@@ -331,8 +406,12 @@ fn classify(line: &[u8]) -> Result<Start<'_>, ParseError> {
         return bad(400, "Malformed Request Line");
     }
     match known_method(method) {
-        // Token bytes are ASCII, so this cannot fail; the fallback keeps it panic-free regardless.
-        Some(_) => Ok(Start::Request { method: std::str::from_utf8(method).unwrap_or("") }),
+        // Token bytes are ASCII, so from_utf8 cannot fail; the fallback keeps it panic-free.
+        Some(m) => Ok(Start::Request {
+            method: m,
+            method_str: std::str::from_utf8(method).unwrap_or(""),
+            uri,
+        }),
         None => bad(501, "Not Implemented"),
     }
 }
@@ -413,7 +492,7 @@ fn addr_ok(v: &str) -> bool {
     i > scheme_start && b.get(i) == Some(&b':') && !matches!(b.get(i + 1), None | Some(b'>' | b' '))
 }
 
-/// The `tag` parameter of a From/To value: [`super::headers::param`]`(v, "tag")` computed with byte
+/// The `tag` parameter of a From/To value: [`headers::param`]`(v, "tag")` computed with byte
 /// searches (the generic version costs about a tenth of the whole validation), empty tags as none.
 /// A test checks both agree.
 fn tag(v: &str) -> Option<&str> {
@@ -434,7 +513,7 @@ fn tag(v: &str) -> Option<&str> {
 }
 
 fn check<'a>(
-    hdrs: &'a rsip::Headers,
+    hdrs: &'a [Header],
     req_method: Option<&str>,
     body_len: usize,
     limits: &Limits,
@@ -443,7 +522,7 @@ fn check<'a>(
         (None, None, None, None, None, None);
     let mut top_via: Option<&str> = None;
     let mut via_count = 0usize;
-    for h in hdrs.iter() {
+    for h in hdrs {
         match h {
             Header::Via(v) => {
                 let (first, n) = via_values(v.value());
@@ -733,31 +812,6 @@ fn skip_leading_crlf(mut b: &[u8]) -> &[u8] {
     b
 }
 
-/// Names the reason rsip refused a request whose start line, UTF-8 and size already passed.
-#[cold]
-fn diagnose(msg: &[u8]) -> &'static str {
-    let head_end = find_head_end(msg).map_or(msg.len(), |h| h + 2);
-    let head = &msg[..head_end];
-    // rsip converts every header value to UTF-8; checking here, not up front, keeps the
-    // success path from validating the bytes twice.
-    if std::str::from_utf8(head).is_err() {
-        return "Invalid UTF-8 In Headers";
-    }
-    let mut i = find_crlf(head, 0).map_or(head.len(), |e| e + 2);
-    while i < head.len() {
-        let end = find_crlf(head, i).unwrap_or(head.len());
-        let line = &head[i..end];
-        let name_end = line.iter().position(|&b| !is_token(b)).unwrap_or(line.len());
-        if name_end == 0 || line.get(name_end) != Some(&b':') {
-            return "Malformed Header Line";
-        }
-        i = end + 2;
-    }
-    // Method, version, header lines and UTF-8 are known good: what is left for rsip to refuse
-    // is the Request-URI (it cannot read IPv6 references or quoted URI parameters).
-    "Malformed Request-URI"
-}
-
 #[cold]
 fn too_large(bytes: &[u8], kind: Kind, max: usize) -> ParseError {
     if kind == (Kind::Request { ack: false }) {
@@ -847,36 +901,39 @@ fn build_answer(msg: &[u8], code: u16, reason: &str) -> Result<ParseError, DropR
             *slot = Some(value);
         }
     }
-    let missing = DropReason::MissingHeader;
-    let (top, from, to, call_id, cseq) = (
-        vias.first().ok_or(missing)?,
-        from.ok_or(missing)?,
-        to.ok_or(missing)?,
-        call_id.ok_or(missing)?,
-        cseq.ok_or(missing)?,
-    );
+    // Only the Via is needed to route an answer back; whatever else is present is echoed so the
+    // peer (and whoever reads the capture) sees which request was refused and why.
+    let top = vias.first().ok_or(DropReason::MissingHeader)?;
     let top_str = std::str::from_utf8(top).map_err(|_| DropReason::BadHeader)?;
     let via = via_values(top_str).0.and_then(parse_via).ok_or(DropReason::BadHeader)?;
 
-    let has_tag = std::str::from_utf8(to).ok().and_then(tag).is_some();
     let mut out = Vec::with_capacity(256 + head.len() / 2);
     out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
     for v in &vias {
         put(&mut out, b"Via", v);
     }
-    put(&mut out, b"From", from);
-    out.extend_from_slice(b"To: ");
-    out.extend_from_slice(to);
-    if !has_tag {
-        // Derived from the request so a retransmission gets the same response (RFC 3261 §8.2.6.2
-        // asks for a tag; identical retransmitted answers keep the client transaction simple).
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (call_id, cseq, top, from).hash(&mut h);
-        out.extend_from_slice(format!(";tag={:016x}", h.finish()).as_bytes());
+    if let Some(from) = from {
+        put(&mut out, b"From", from);
     }
-    out.extend_from_slice(b"\r\n");
-    put(&mut out, b"Call-ID", call_id);
-    put(&mut out, b"CSeq", cseq);
+    if let Some(to) = to {
+        let has_tag = std::str::from_utf8(to).ok().and_then(tag).is_some();
+        out.extend_from_slice(b"To: ");
+        out.extend_from_slice(to);
+        if !has_tag {
+            // Derived from the request so a retransmission gets the same response (RFC 3261
+            // §8.2.6.2 asks for a tag; identical retransmitted answers keep the client simple).
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (call_id, cseq, top, from).hash(&mut h);
+            out.extend_from_slice(format!(";tag={:016x}", h.finish()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(call_id) = call_id {
+        put(&mut out, b"Call-ID", call_id);
+    }
+    if let Some(cseq) = cseq {
+        put(&mut out, b"CSeq", cseq);
+    }
     if code == 501 || code == 405 {
         put(&mut out, b"Allow", ALLOW.as_bytes());
     }
@@ -974,6 +1031,20 @@ mod tests {
     }
 
     #[track_caller]
+    #[test]
+    fn missing_identity_headers_still_get_an_answer_naming_them() {
+        for (name, reason) in [
+            ("Call-ID", "Missing Call-ID"),
+            ("From", "Missing From"),
+            ("To", "Missing To"),
+            ("CSeq", "Missing CSeq"),
+        ] {
+            let resp = answered(p(&with(name, "")), 400, reason);
+            assert!(resp.starts_with(&format!("SIP/2.0 400 {reason}\r\n")), "{resp}");
+            assert!(resp.contains("\r\nVia: "), "{resp}");
+        }
+    }
+
     fn dropped(r: Result<SipMsg, ParseError>, reason: DropReason) {
         match r {
             Err(ParseError::Drop { reason: got }) => assert_eq!(got, reason),
@@ -1265,10 +1336,6 @@ mod tests {
 
     #[test]
     fn unanswerable_requests_are_dropped() {
-        dropped(p(&with("Call-ID", "")), DropReason::MissingHeader);
-        dropped(p(&with("From", "")), DropReason::MissingHeader);
-        dropped(p(&with("To", "")), DropReason::MissingHeader);
-        dropped(p(&with("CSeq", "")), DropReason::MissingHeader);
         dropped(p(&with("Via", "")), DropReason::MissingHeader);
         dropped(p(&with("Via", "Via: SIP/2.0/UDP")), DropReason::BadHeader);
         dropped(p(&with("Via", "Via: SIP/2.0/UDP h;branch=a\u{1}b")), DropReason::BadHeader);
@@ -1277,7 +1344,11 @@ mod tests {
         dropped(p("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), DropReason::NotSip);
         dropped(parse(b"\x16\x03\x01\x02\x00\x01\x00", &Limits::default()), DropReason::NotSip);
         dropped(p("INVITE\r\nVia: SIP/2.0/UDP h\r\n\r\n"), DropReason::NotSip);
-        dropped(p("INVITE SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n"), DropReason::MissingHeader);
+        // A readable Via is all an answer needs, however broken the rest is.
+        assert!(matches!(
+            p("INVITE SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n"),
+            Err(ParseError::Answer { code: 400, .. })
+        ));
         dropped(p("<bad> sip:x SIP/2.0\r\n\r\n"), DropReason::BadStartLine);
     }
 
@@ -1390,6 +1461,70 @@ mod tests {
         }
     }
 
+    /// What rsip itself makes of the (normalized) bytes must be what `parse` built, apart from
+    /// the body past Content-Length and `Subscription-State`, which rsip's parser leaves as
+    /// `Other` while `headers::make` (and so `parse`) uses rsip's own variant.
+    fn assert_same_as_rsip(input: &[u8], ours: &SipMsg) {
+        let input = skip_leading_crlf(input);
+        let norm = normalize::normalize(input);
+        let theirs = match rsip::SipMessage::try_from(&norm[..]) {
+            Ok(m) => m,
+            Err(_) => {
+                panic!("rsip refuses what parse accepted: {:?}", String::from_utf8_lossy(input))
+            }
+        };
+        let names = |h: &rsip::Headers| -> Vec<(String, String)> {
+            h.iter()
+                .map(|h| {
+                    let (n, v) = headers::name_value(h);
+                    (n.to_ascii_lowercase(), v.to_owned())
+                })
+                .collect()
+        };
+        let (a, b) = (
+            ours.headers(),
+            match &theirs {
+                rsip::SipMessage::Request(r) => &r.headers,
+                rsip::SipMessage::Response(r) => &r.headers,
+            },
+        );
+        assert_eq!(names(a), names(b), "{:?}", String::from_utf8_lossy(input));
+        for (x, y) in a.iter().zip(b.iter()) {
+            let sub = headers::is_named(x, "Subscription-State");
+            assert!(
+                sub || std::mem::discriminant(x) == std::mem::discriminant(y),
+                "{x:?} vs {y:?}"
+            );
+        }
+        assert!(theirs.body().starts_with(ours.body()));
+        match (&ours.raw, &theirs) {
+            (rsip::SipMessage::Request(x), rsip::SipMessage::Request(y)) => {
+                assert_eq!((&x.method, &x.uri, &x.version), (&y.method, &y.uri, &y.version));
+            }
+            (rsip::SipMessage::Response(x), rsip::SipMessage::Response(y)) => {
+                assert_eq!((&x.status_code, &x.version), (&y.status_code, &y.version));
+            }
+            _ => panic!("kind differs"),
+        }
+    }
+
+    #[test]
+    fn builds_what_rsip_builds() {
+        for path in vector_files() {
+            let bytes = std::fs::read(&path).unwrap();
+            let ours = parse(&bytes, &Limits::default()).unwrap();
+            assert_same_as_rsip(&bytes, &ours);
+            let theirs = rsip::SipMessage::try_from(&bytes[..]).unwrap();
+            if !ours.headers().iter().any(|h| headers::is_named(h, "Subscription-State")) {
+                assert_eq!(ours.raw, theirs, "{}", path.display());
+            }
+        }
+        let odd = "SIP/2.0 299 Very Custom\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nX-Empty:\r\nX-Tabs:\t\ta \r\n\r\n";
+        let ours = p(odd).unwrap();
+        assert_eq!(ours.raw, rsip::SipMessage::try_from(odd).unwrap());
+        assert_eq!(ours.header("x-tabs"), Some("a "));
+    }
+
     /// Parses under catch_unwind so a panic names the input that caused it.
     fn no_panic(input: &[u8], limits: &Limits) {
         let r = std::panic::catch_unwind(|| parse(input, limits));
@@ -1406,7 +1541,8 @@ mod tests {
                 let cr_or_lf = response.iter().filter(|&&b| b == b'\r' || b == b'\n').count();
                 assert_eq!(cr_or_lf, 2 * crlf, "{:?}", String::from_utf8_lossy(&response));
             }
-            Ok(_) => {}
+            Ok(Ok(msg)) => assert_same_as_rsip(input, &msg),
+            Ok(Err(ParseError::Drop { .. })) => {}
         }
     }
 

@@ -1,8 +1,8 @@
 //! Sans-IO framing of SIP over stream transports (TCP, TLS).
 //!
 //! A stream carries messages back to back, so the only way to find where one ends is its
-//! Content-Length (RFC 3261 §18.3), which is therefore mandatory there. Between messages a peer may
-//! send RFC 5626 §3.5.1 keepalives: a double CRLF ("ping") that asks for a single CRLF ("pong").
+//! Content-Length (RFC 3261 §18.3), which is therefore mandatory there. Between messages a peer
+//! may send RFC 5626 §3.5.1 keepalives: a double CRLF ("ping") that asks for a single CRLF ("pong").
 //!
 //! [`StreamFramer`] does no I/O: the connection task appends what it reads (ideally straight into
 //! [`StreamFramer::read_buf`], so bytes are copied once, by the kernel) and pulls frames out.

@@ -124,17 +124,15 @@ impl InviteClientTransaction {
     /// Asks for a CANCEL; it goes out at once if a provisional was seen, else when one is.
     pub(crate) fn request_cancel(&mut self, ctx: &mut Ctx<'_>, extra: Vec<Header>) {
         match self.state {
-            State::Calling => {
-                if self.cancel == CancelState::None {
-                    self.cancel = CancelState::Pending(extra);
-                }
+            State::Calling if self.cancel == CancelState::None => {
+                self.cancel = CancelState::Pending(extra);
             }
-            State::Proceeding => {
-                if matches!(self.cancel, CancelState::None | CancelState::Pending(_)) {
-                    self.cancel = CancelState::Ready(extra);
-                    let g = ctx.cfg.t1x64();
-                    ctx.arm(&mut self.armed, TimerKind::CancelGuard, g);
-                }
+            State::Proceeding
+                if matches!(self.cancel, CancelState::None | CancelState::Pending(_)) =>
+            {
+                self.cancel = CancelState::Ready(extra);
+                let g = ctx.cfg.t1x64();
+                ctx.arm(&mut self.armed, TimerKind::CancelGuard, g);
             }
             _ => {}
         }
@@ -235,10 +233,8 @@ impl InviteClientTransaction {
                     ctx.events.push_back(TxEvent::Timeout { tx: ctx.id });
                 }
             }
-            TimerKind::C => {
-                if self.state == State::Proceeding {
-                    ctx.events.push_back(TxEvent::RingTimeout { tx: ctx.id });
-                }
+            TimerKind::C if self.state == State::Proceeding => {
+                ctx.events.push_back(TxEvent::RingTimeout { tx: ctx.id });
             }
             TimerKind::D | TimerKind::M => self.state = State::Terminated,
             _ => {}

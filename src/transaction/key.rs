@@ -6,7 +6,9 @@ use std::mem::{discriminant, Discriminant};
 
 /// Server transaction key. With an RFC 3261 branch: branch + sent-by + method (ACK matches
 /// INVITE). Without the magic cookie (RFC 2543 peers) the branch slot carries a composite of
-/// Call-ID, From tag, CSeq number and the whole top Via, which is what §17.2.3 falls back on.
+/// Request-URI, Call-ID, From tag, CSeq number and the top Via (transport, sent-by, branch),
+/// which is what §17.2.3 falls back on. The To tag is left out so the ACK of a non-2xx (which
+/// carries the response's tag) still finds its INVITE.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerKey {
     branch: String,
@@ -27,10 +29,12 @@ impl ServerKey {
             via.branch.clone().unwrap_or_default()
         } else {
             format!(
-                "2543|{}|{}|{}|{}",
+                "2543|{}|{}|{}|{}|{}|{}",
+                msg.request_uri().map(ToString::to_string).unwrap_or_default(),
                 msg.call_id,
                 msg.from_tag.as_deref().unwrap_or(""),
                 msg.cseq,
+                via.transport.as_via_token(),
                 via.branch.as_deref().unwrap_or("")
             )
         };

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 #[derive(Debug)]
 enum Machine {
-    InviteClient(InviteClientTransaction),
+    // Boxed: the client INVITE keeps its request as a template and is several times the size
+    // of the other machines.
+    InviteClient(Box<InviteClientTransaction>),
     NonInviteClient(NonInviteClientTransaction),
     InviteServer(InviteServerTransaction),
     NonInviteServer(NonInviteServerTransaction),
@@ -81,9 +83,11 @@ pub struct TransactionLayer {
 
 /// Where a response to a request that arrived on `flow` goes (RFC 3261 §18.2.2, RFC 3581 §4):
 /// over the same connection for stream transports (or a new one to received:sent-by-port), to
-/// the source address and port when `rport` was asked, else to received:sent-by-port.
+/// the source address and port when `rport` was asked, else to received:sent-by-port. A sent-by
+/// without a port means the transport's default: 5061 for TLS, 5060 otherwise (§19.1.2).
 pub fn response_flow(via: &crate::sip::message::ViaInfo, flow: Flow) -> Flow {
-    let port = via.port.unwrap_or(5060);
+    let default_port = if flow.transport == Transport::Tls { 5061 } else { 5060 };
+    let port = via.port.unwrap_or(default_port);
     let remote = if flow.transport.is_reliable() || via.rport.is_none() {
         SocketAddr::new(flow.remote.ip(), port)
     } else {
@@ -323,7 +327,7 @@ impl TransactionLayer {
         let method = req.method;
         let (mut ctx, _) = self.ctx(now, id);
         let machine = if method == Method::Invite {
-            Machine::InviteClient(InviteClientTransaction::start(&mut ctx, flow, req))
+            Machine::InviteClient(Box::new(InviteClientTransaction::start(&mut ctx, flow, req)))
         } else {
             Machine::NonInviteClient(NonInviteClientTransaction::start(
                 &mut ctx,

@@ -14,6 +14,9 @@ pub mod non_invite_client;
 pub mod non_invite_server;
 pub mod timers;
 
+#[cfg(test)]
+mod tests;
+
 pub use layer::TransactionLayer;
 pub use timers::{TimerConfig, TimerKind, TxId};
 

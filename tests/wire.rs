@@ -23,8 +23,14 @@ fn via_to(msg: &str, port: u16, transport: &str) -> String {
         let is_via = line.split(':').next().is_some_and(|n| n.trim().eq_ignore_ascii_case("via"));
         if is_via && !done {
             done = true;
-            let branch = line.split(";branch=").nth(1).and_then(|b| b.split(';').next()).unwrap_or("z9hG4bKx");
-            out.push_str(&format!("Via: SIP/2.0/{transport} 127.0.0.1:{port};rport;branch={branch}\r\n"));
+            let branch = line
+                .split(";branch=")
+                .nth(1)
+                .and_then(|b| b.split(';').next())
+                .unwrap_or("z9hG4bKx");
+            out.push_str(&format!(
+                "Via: SIP/2.0/{transport} 127.0.0.1:{port};rport;branch={branch}\r\n"
+            ));
         } else {
             out.push_str(line);
             out.push_str("\r\n");
@@ -55,7 +61,10 @@ fn request_without_call_id_gets_400_naming_it() {
     let r = ua.recv(Duration::from_secs(3)).expect("an answer");
     assert!(r.starts_with("SIP/2.0 400 "), "{r}");
     let status = r.lines().next().unwrap_or("");
-    assert!(status.to_ascii_lowercase().contains("call-id"), "reason must name the problem: {status}");
+    assert!(
+        status.to_ascii_lowercase().contains("call-id"),
+        "reason must name the problem: {status}"
+    );
 }
 
 #[test]
@@ -99,7 +108,9 @@ fn cross(p: &Ports, invite: &str, over_tcp: bool) -> (String, RawUdp) {
         ua.send_to(&via_to(invite, ua.port(), "UDP"), p.lan);
         std::mem::forget(ua);
     }
-    let (got, _) = itsp.recv_until(Duration::from_secs(3), |m| m.starts_with("INVITE ")).expect("INVITE on the trunk");
+    let (got, _) = itsp
+        .recv_until(Duration::from_secs(3), |m| m.starts_with("INVITE "))
+        .expect("INVITE on the trunk");
     (got, itsp)
 }
 
@@ -143,7 +154,10 @@ fn seed_invites_cross_to_the_trunk_with_body_and_numbers_intact() {
         // Refuse the call so it ends cleanly.
         let busy = respond(&b, 486, "Busy Here", "t1", "", "");
         itsp.sock.send_to(busy.as_bytes(), ("127.0.0.1", p.trunk)).ok();
-        assert!(itsp.recv_until(Duration::from_secs(3), |m| m.starts_with("ACK ")).is_some(), "{v}: 486 ACKed hop by hop");
+        assert!(
+            itsp.recv_until(Duration::from_secs(3), |m| m.starts_with("ACK ")).is_some(),
+            "{v}: 486 ACKed hop by hop"
+        );
     }
 }
 
@@ -167,10 +181,15 @@ fn message_out_of_dialog_is_relayed_and_answered() {
     let ua = RawUdp::bind();
     let a = via_to(&vector("seed002/d2_27_message.sip"), ua.port(), "UDP");
     ua.send_to(&a, p.lan);
-    let (b, _) = itsp.recv_until(Duration::from_secs(3), |m| m.starts_with("MESSAGE ")).expect("MESSAGE on the trunk");
+    let (b, _) = itsp
+        .recv_until(Duration::from_secs(3), |m| m.starts_with("MESSAGE "))
+        .expect("MESSAGE on the trunk");
     assert_eq!(body(&b), "selam");
     assert_identity_left_behind(&a, &b);
     itsp.sock.send_to(respond(&b, 200, "OK", "m1", "", "").as_bytes(), ("127.0.0.1", p.trunk)).ok();
-    let r = ua.recv_until(Duration::from_secs(3), |m| m.starts_with("SIP/2.0 200")).map(|x| x.0).expect("200 back on A");
+    let r = ua
+        .recv_until(Duration::from_secs(3), |m| m.starts_with("SIP/2.0 200"))
+        .map(|x| x.0)
+        .expect("200 back on A");
     assert_eq!(header(&r, "Call-ID"), header(&a, "Call-ID"));
 }

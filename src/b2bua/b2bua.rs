@@ -31,7 +31,8 @@ pub(crate) enum ClientRole {
     /// A request whose outcome does not matter (BYE to a losing fork).
     Discard,
     /// An out-of-dialog request relayed without a call (MESSAGE, OPTIONS to a user).
-    Standalone { server_tx: TxId, reply: ReplyTemplate },
+    /// `to_tag` is ours toward the requester (its To had none).
+    Standalone { server_tx: TxId, reply: ReplyTemplate, to_tag: String },
 }
 
 /// Counters of one shard.
@@ -251,8 +252,8 @@ impl B2bua {
                 }
             }
             ClientRole::Discard => {}
-            ClientRole::Standalone { server_tx, reply } => {
-                let resp = super::local::relay_response(&msg, &reply, None, None);
+            ClientRole::Standalone { server_tx, reply, to_tag } => {
+                let resp = super::local::relay_response(&msg, &reply, Some(&to_tag), None);
                 let _ = tl.respond(now, server_tx, resp);
             }
         }
@@ -276,8 +277,8 @@ impl B2bua {
             }
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
             ClientRole::Discard => {}
-            ClientRole::Standalone { server_tx, reply } => {
-                let _ = tl.respond(now, server_tx, reply.response(code, None, None));
+            ClientRole::Standalone { server_tx, reply, to_tag } => {
+                let _ = tl.respond(now, server_tx, reply.response(code, None, Some(&to_tag)));
             }
         }
     }
@@ -321,6 +322,10 @@ impl B2bua {
         }
         self.dialogs.remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
         self.own_call_ids.remove(&call.b.call_id);
+        // The INVITE on B stays indexed after the answer (other forks' 2xx arrive on it).
+        if let Some(ctx) = call.b_invite_tx {
+            self.clients.remove(&ctx);
+        }
         if let Some(init) = &call.initial {
             self.invite_servers.remove(&init.server_tx);
             if let Some(ctx) = init.client_tx {

@@ -216,7 +216,15 @@ impl B2bua {
         call.b_trunk = Some(trunk_id);
         call.b_invite_cseq = cseq;
         call.b_invite_tx = Some(ctx);
-        call.forks.clear();
+        // The previous target's early dialogs end; A keeps the tag it knows (the next target's
+        // first early dialog continues under it) and the other forks' A tags are unindexed.
+        for f in call.forks.drain(..) {
+            if f.a_tag != call.a.local_tag {
+                self.dialogs.remove(&(call.a.call_id.clone(), f.a_tag));
+            }
+        }
+        call.a_tag_used = false;
+        call.reliable.clear();
         if let Some(init) = call.initial.as_mut() {
             init.client_tx = Some(ctx);
         }

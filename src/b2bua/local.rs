@@ -165,7 +165,8 @@ impl B2bua {
         };
         let ctx = tl.send_request(now, req, out);
         let reply = ReplyTemplate::of(&msg, flow.remote);
-        self.clients.insert(ctx, ClientRole::Standalone { server_tx: tx, reply });
+        let to_tag = new_tag(&mut self.rng);
+        self.clients.insert(ctx, ClientRole::Standalone { server_tx: tx, reply, to_tag });
     }
 }
 

@@ -6,6 +6,7 @@
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
 //! provisional retransmission).
 
+#[allow(clippy::module_inception)]
 mod b2bua;
 pub mod call;
 mod call_timers;
@@ -14,6 +15,8 @@ mod initial;
 mod local;
 pub mod reply;
 pub mod router;
+#[cfg(test)]
+mod tests;
 
 pub use b2bua::{B2bua, B2buaStats, CallRecord};
 pub use call::{CallKey, Side};

@@ -450,7 +450,7 @@ fn last_stat(csv: &str) -> (u64, u64) {
     let (Some(s), Some(f)) = (idx("SuccessfulCall(C)"), idx("FailedCall(C)")) else {
         return (0, 0);
     };
-    let Some(last) = csv.lines().filter(|l| !l.is_empty()).last() else { return (0, 0) };
+    let Some(last) = csv.lines().rfind(|l| !l.is_empty()) else { return (0, 0) };
     let v: Vec<&str> = last.split(';').collect();
     let num = |i: usize| v.get(i).and_then(|x| x.trim().parse::<u64>().ok()).unwrap_or(0);
     (num(s), num(f))

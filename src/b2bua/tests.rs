@@ -1,0 +1,1703 @@
+//! Whole-shard tests: a [`Shard`] driven with a fake clock and raw SIP text, asserting on what
+//! sipborder sends on each leg.
+//!
+//! The harness plays every peer: the phone or PBX on the LAN (leg A of outbound calls), the ITSP
+//! edges on the trunk zone (leg B), and the reverse for inbound calls. Time only moves when a test
+//! calls [`Harness::advance`], which fires every deadline the shard asked for on the way.
+
+use crate::b2bua::Router;
+use crate::shard::Shard;
+use crate::sip::headers::{addr_uri, param};
+use crate::sip::message::{SipMsg, Transport};
+use crate::sip::parse::{parse, Limits};
+use crate::sip::wire::reason_phrase;
+use crate::transport::flow::{ConnId, Flow, ZoneId};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const T4: Duration = Duration::from_secs(5);
+
+/// LAN zone 0 (10.0.0.1), trunk zone 1 (203.0.113.1); two ITSP edges and a PBX.
+const CONFIG: &str = "
+zones:
+  - name: lan
+    udp: 10.0.0.1:5060
+    tcp: 10.0.0.1:5060
+  - name: trunk
+    udp: 203.0.113.1:5060
+    tcp: 203.0.113.1:5060
+trunks:
+  - name: itsp
+    zone: trunk
+    address: 198.51.100.10:5060
+  - name: itsp-backup
+    zone: trunk
+    address: 198.51.100.11:5060
+  - name: pbx
+    zone: lan
+    address: 10.0.0.50:5060
+routes:
+  - name: lan-out
+    from: lan
+    targets: [itsp, itsp-backup]
+  - name: trunk-in
+    from: trunk
+    targets: [pbx]
+";
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors");
+
+/// One message sipborder put on the wire: where to, and the text.
+type Sent = (Flow, String);
+
+// ---------------------------------------------------------------------------------------------
+// Flows (ZoneId(0) = lan, ZoneId(1) = trunk)
+// ---------------------------------------------------------------------------------------------
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn udp(zone: u16, remote: &str) -> Flow {
+    Flow::to(ZoneId(zone), Transport::Udp, addr(remote))
+}
+
+/// The MicroSIP softphone on the LAN.
+fn phone() -> Flow {
+    udp(0, "10.0.0.20:50952")
+}
+
+/// The PBX (CUCM) on the LAN; also the target of inbound calls.
+fn pbx() -> Flow {
+    udp(0, "10.0.0.50:5060")
+}
+
+/// The first ITSP edge.
+fn itsp() -> Flow {
+    udp(1, "198.51.100.10:5060")
+}
+
+/// The second ITSP edge.
+fn itsp_backup() -> Flow {
+    udp(1, "198.51.100.11:5060")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------------------------
+
+struct Harness {
+    shard: Shard,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_config(CONFIG)
+    }
+
+    fn with_config(yaml: &str) -> Harness {
+        let cfg = crate::config::load_str(yaml, "test.yaml").expect("test config is valid");
+        let router = Arc::new(Router::from_config(&cfg));
+        let timers = crate::server::timer_config(&cfg);
+        Harness { shard: Shard::new(0, 1, router, timers), now: Instant::now() }
+    }
+
+    fn drain(&mut self) -> Vec<Sent> {
+        let mut out = Vec::new();
+        while let Some(t) = self.shard.poll_transmit() {
+            out.push((t.flow, String::from_utf8(t.bytes.to_vec()).expect("UTF-8 on the wire")));
+        }
+        out
+    }
+
+    /// `text` arrives from `flow`; returns what sipborder sent in reaction.
+    fn feed(&mut self, flow: Flow, text: &str) -> Vec<Sent> {
+        let msg = parse(text.as_bytes(), &Limits::default())
+            .unwrap_or_else(|e| panic!("test message does not parse ({e}):\n{text}"));
+        self.shard.handle_message(self.now, msg, flow);
+        self.drain()
+    }
+
+    /// The transport reports `flow`'s peer unreachable.
+    fn transport_error(&mut self, flow: Flow) -> Vec<Sent> {
+        self.shard.handle_transport_error(self.now, flow);
+        self.drain()
+    }
+
+    /// Fires the next deadline if it is not after `until`; None when there is none.
+    fn step(&mut self, until: Instant) -> Option<Vec<Sent>> {
+        let t = self.shard.poll_timeout()?;
+        if t > until {
+            return None;
+        }
+        self.now = self.now.max(t);
+        self.shard.handle_timeout(self.now);
+        Some(self.drain())
+    }
+
+    /// Moves the clock forward by `d`, firing every deadline on the way at its own time.
+    fn advance(&mut self, d: Duration) -> Vec<Sent> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        let mut steps = 0;
+        while let Some(o) = self.step(end) {
+            out.extend(o);
+            steps += 1;
+            assert!(steps < 100_000, "timers do not settle");
+        }
+        self.now = end;
+        self.shard.handle_timeout(end);
+        out.extend(self.drain());
+        out
+    }
+
+    /// Lets every transaction and call timer run out.
+    fn settle(&mut self) -> Vec<Sent> {
+        self.advance(T1 * 64 + T4 + T2)
+    }
+
+    /// Nothing of any call is left once the timers ran out.
+    fn assert_clean(&mut self) {
+        self.settle();
+        let b = self.shard.b2bua();
+        assert_eq!(b.calls(), 0, "calls left in the table");
+        assert_eq!(b.dialogs(), 0, "dialog index entries left: {:?}", b.dialogs);
+        assert_eq!(self.shard.transactions().len(), 0, "transactions left");
+        assert!(b.clients.is_empty(), "client transaction roles left: {:?}", b.clients);
+        assert!(b.invite_servers.is_empty(), "INVITE server index left");
+        assert!(b.own_call_ids.is_empty(), "own Call-IDs left: {:?}", b.own_call_ids);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading what was sent
+// ---------------------------------------------------------------------------------------------
+
+fn msg(text: &str) -> SipMsg {
+    parse(text.as_bytes(), &Limits::default())
+        .unwrap_or_else(|e| panic!("sipborder sent something that does not parse ({e}):\n{text}"))
+}
+
+/// Start line and header section.
+fn head(text: &str) -> &str {
+    text.split_once("\r\n\r\n").map_or(text, |(h, _)| h)
+}
+
+fn body(text: &str) -> &str {
+    text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn hdr_opt(text: &str, name: &str) -> Option<String> {
+    msg(text).header(name).map(str::to_string)
+}
+
+fn hdr(text: &str, name: &str) -> String {
+    hdr_opt(text, name).unwrap_or_else(|| panic!("no {name} header in:\n{text}"))
+}
+
+fn to_tag(text: &str) -> Option<String> {
+    msg(text).to_tag
+}
+
+fn from_tag(text: &str) -> Option<String> {
+    msg(text).from_tag
+}
+
+fn call_id(text: &str) -> String {
+    msg(text).call_id
+}
+
+fn cseq(text: &str) -> String {
+    hdr(text, "CSeq")
+}
+
+fn branch(text: &str) -> String {
+    msg(text).via.branch.expect("top Via has a branch")
+}
+
+fn is_req(text: &str, method: &str) -> bool {
+    text.starts_with(&format!("{method} "))
+}
+
+fn is_resp(text: &str, code: u16) -> bool {
+    text.starts_with(&format!("SIP/2.0 {code} "))
+}
+
+/// Private IPv4 addresses (10/8, 172.16/12, 192.168/16) written anywhere in `text`.
+fn private_ips(text: &str) -> Vec<Ipv4Addr> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|t| t.trim_matches('.').parse::<Ipv4Addr>().ok())
+        .filter(Ipv4Addr::is_private)
+        .collect()
+}
+
+fn dump(out: &[Sent]) -> String {
+    out.iter()
+        .map(|(f, t)| format!("--> {:?} {}\n{}", f.transport, f.remote, head(t)))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The one message of `out` matching `pred` (`what` names it in the failure).
+fn only<'a>(out: &'a [Sent], what: &str, pred: impl Fn(&Flow, &str) -> bool) -> &'a Sent {
+    let m: Vec<&Sent> = out.iter().filter(|(f, t)| pred(f, t)).collect();
+    assert_eq!(m.len(), 1, "expected exactly one {what}, got {}:\n{}", m.len(), dump(out));
+    m[0]
+}
+
+fn count(out: &[Sent], pred: impl Fn(&Flow, &str) -> bool) -> usize {
+    out.iter().filter(|(f, t)| pred(f, t)).count()
+}
+
+/// The one `method` request sent to `flow`.
+fn req_to(out: &[Sent], flow: Flow, method: &str) -> String {
+    let what = format!("{method} to {}", flow.remote);
+    only(out, &what, |f, t| *f == flow && is_req(t, method)).1.clone()
+}
+
+/// The one `code` response sent to `flow`.
+fn resp_to(out: &[Sent], flow: Flow, code: u16) -> String {
+    let what = format!("{code} to {}", flow.remote);
+    only(out, &what, |f, t| *f == flow && is_resp(t, code)).1.clone()
+}
+
+fn none_to(out: &[Sent], flow: Flow) {
+    assert!(
+        out.iter().all(|(f, _)| *f != flow),
+        "expected nothing toward {}:\n{}",
+        flow.remote,
+        dump(out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing messages
+// ---------------------------------------------------------------------------------------------
+
+static NEXT_BRANCH: AtomicU64 = AtomicU64::new(1);
+
+fn new_branch() -> String {
+    format!("z9hG4bKtest{}", NEXT_BRANCH.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A wire message: start line, header lines, Content-Length computed, body.
+fn build(start: &str, headers: &[String], body: &str) -> String {
+    let mut s = format!("{start}\r\n");
+    for h in headers {
+        s.push_str(h);
+        s.push_str("\r\n");
+    }
+    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s
+}
+
+/// Rewrites a wire message: the start line with `start` (when given) and each header line with
+/// what `f` returns for it (nothing drops it); Content-Length is recomputed.
+fn rewrite(text: &str, start: Option<&str>, f: impl Fn(&str) -> Vec<String>) -> String {
+    let (head, body) = text.split_once("\r\n\r\n").expect("blank line after the headers");
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let hs: Vec<String> = lines
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .flat_map(&f)
+        .collect();
+    build(start.unwrap_or(first), &hs, body)
+}
+
+fn vector(name: &str) -> String {
+    let path = format!("{VECTORS}/{name}");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn sdp(ip: &str, port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
+    )
+}
+
+/// The MicroSIP INVITE of seed002 (early offer, rport, 100rel supported), sent to a number via
+/// sipborder's LAN address, with a preloaded Route and a Record-Route added so both can be
+/// checked not to cross. `with_100rel: false` drops 100rel from Supported.
+fn microsip_invite(with_100rel: bool) -> String {
+    rewrite(
+        &vector("seed002/d2_01_invite_microsip.sip"),
+        Some("INVITE sip:0123456789@10.0.0.1 SIP/2.0"),
+        |l| {
+            if l.starts_with("To:") {
+                vec!["To: <sip:0123456789@10.0.0.1>".into()]
+            } else if l.starts_with("Contact:") {
+                vec![
+                    l.to_string(),
+                    "Record-Route: <sip:10.0.0.5;lr;ftag=rr-secret>".into(),
+                    "Route: <sip:10.0.0.1;lr;x=route-secret>".into(),
+                ]
+            } else if l.starts_with("Supported:") && !with_100rel {
+                vec!["Supported: replaces, timer, norefersub".into()]
+            } else {
+                vec![l.to_string()]
+            }
+        },
+    )
+}
+
+const MICROSIP_BRANCH: &str = "z9hG4bKPj15728c40ffd34c83b084dc67d9e93d9c";
+const MICROSIP_CALL_ID: &str = "6c46d346e3084913a77014b523c9e389";
+const MICROSIP_FROM_TAG: &str = "cb9e96b542084e3db354b9a6e98e5527";
+const MICROSIP_CONTACT: &str = "192.168.80.11:50952";
+
+/// A plain INVITE from `flow` to `ruri`, its own Call-ID and tag.
+fn invite(flow: Flow, ruri: &str, extra: &[&str], body: &str) -> String {
+    let n = NEXT_BRANCH.fetch_add(1, Ordering::Relaxed);
+    let host = flow.remote.ip();
+    let mut hs = vec![
+        format!("Via: SIP/2.0/UDP {};branch={}", flow.remote, new_branch()),
+        "Max-Forwards: 70".to_string(),
+        format!("From: \"Caller\" <sip:200@{host}>;tag=caller-{n}"),
+        format!("To: <{ruri}>"),
+        format!("Call-ID: call-{n}@{host}"),
+        "CSeq: 10 INVITE".to_string(),
+        format!("Contact: <sip:200@{}>", flow.remote),
+    ];
+    hs.extend(extra.iter().map(|s| s.to_string()));
+    if !body.is_empty() {
+        hs.push("Content-Type: application/sdp".into());
+    }
+    build(&format!("INVITE {ruri} SIP/2.0"), &hs, body)
+}
+
+/// A response to `req` as its recipient would write it: Via list, From, To (with `to_tag` added
+/// when To had none), Call-ID and CSeq copied, then `extra` and `body`.
+fn reply(req: &str, code: u16, to_tag: Option<&str>, extra: &[&str], body: &str) -> String {
+    let m = msg(req);
+    let mut hs: Vec<String> = m.header_all("Via").map(|v| format!("Via: {v}")).collect();
+    hs.push(format!("From: {}", hdr(req, "From")));
+    let to = hdr(req, "To");
+    let to = match to_tag {
+        Some(t) if param(&to, "tag").is_none() && code > 100 => format!("{to};tag={t}"),
+        _ => to,
+    };
+    hs.push(format!("To: {to}"));
+    hs.push(format!("Call-ID: {}", m.call_id));
+    hs.push(format!("CSeq: {}", cseq(req)));
+    hs.extend(extra.iter().map(|s| s.to_string()));
+    build(&format!("SIP/2.0 {code} {}", reason_phrase(code)), &hs, body)
+}
+
+/// The ACK of a non-2xx final `resp` to `invite` (same branch, To from the response).
+fn ack_non_2xx(invite: &str, resp: &str) -> String {
+    let m = msg(invite);
+    let uri = m.request_uri().expect("a request").to_string();
+    let hs = vec![
+        format!("Via: {}", hdr(invite, "Via")),
+        "Max-Forwards: 70".to_string(),
+        format!("From: {}", hdr(invite, "From")),
+        format!("To: {}", hdr(resp, "To")),
+        format!("Call-ID: {}", m.call_id),
+        format!("CSeq: {} ACK", m.cseq),
+    ];
+    build(&format!("ACK {uri} SIP/2.0"), &hs, "")
+}
+
+/// The CANCEL of `invite` (same Request-URI, top Via, From, To, Call-ID, CSeq number).
+fn cancel_of(invite: &str) -> String {
+    let m = msg(invite);
+    let uri = m.request_uri().expect("a request").to_string();
+    let hs = vec![
+        format!("Via: {}", hdr(invite, "Via")),
+        "Max-Forwards: 70".to_string(),
+        format!("From: {}", hdr(invite, "From")),
+        format!("To: {}", hdr(invite, "To")),
+        format!("Call-ID: {}", m.call_id),
+        format!("CSeq: {} CANCEL", m.cseq),
+    ];
+    build(&format!("CANCEL {uri} SIP/2.0"), &hs, "")
+}
+
+/// One end of a dialog as the peer (not sipborder) sees it.
+#[derive(Debug, Clone)]
+struct Peer {
+    flow: Flow,
+    call_id: String,
+    /// The peer's own From value (with its tag).
+    from: String,
+    /// sipborder's side (with sipborder's tag).
+    to: String,
+    /// Request-URI of requests: sipborder's Contact.
+    target: String,
+    contact: String,
+    cseq: u32,
+}
+
+impl Peer {
+    /// The caller: it sent `invite` and sipborder answered `answer` (any response with a tag).
+    fn caller(flow: Flow, invite: &str, answer: &str) -> Peer {
+        let m = msg(invite);
+        Peer {
+            flow,
+            call_id: m.call_id.clone(),
+            from: hdr(invite, "From"),
+            to: hdr(answer, "To"),
+            target: addr_uri(&hdr(answer, "Contact")).to_string(),
+            contact: hdr(invite, "Contact"),
+            cseq: m.cseq,
+        }
+    }
+
+    /// The callee: sipborder sent it `invite` and it answered with tag `tag` and `contact`.
+    fn callee(flow: Flow, invite: &str, tag: &str, contact: &str) -> Peer {
+        Peer {
+            flow,
+            call_id: call_id(invite),
+            from: format!("{};tag={tag}", hdr(invite, "To")),
+            to: hdr(invite, "From"),
+            target: addr_uri(&hdr(invite, "Contact")).to_string(),
+            contact: contact.to_string(),
+            cseq: 100,
+        }
+    }
+
+    /// A new request within the dialog (next CSeq).
+    fn request(&mut self, method: &str, extra: &[&str], body: &str) -> String {
+        self.cseq += 1;
+        self.request_cseq(method, self.cseq, extra, body)
+    }
+
+    /// The ACK of a 2xx to the INVITE with CSeq `cseq`.
+    fn ack(&self, cseq: u32, body: &str) -> String {
+        let extra: &[&str] = if body.is_empty() { &[] } else { &["Content-Type: application/sdp"] };
+        self.request_cseq("ACK", cseq, extra, body)
+    }
+
+    fn request_cseq(&self, method: &str, cseq: u32, extra: &[&str], body: &str) -> String {
+        let mut hs = vec![
+            format!("Via: SIP/2.0/UDP {};rport;branch={}", self.flow.remote, new_branch()),
+            "Max-Forwards: 70".to_string(),
+            format!("From: {}", self.from),
+            format!("To: {}", self.to),
+            format!("Call-ID: {}", self.call_id),
+            format!("CSeq: {cseq} {method}"),
+        ];
+        if matches!(method, "INVITE" | "UPDATE" | "REFER" | "NOTIFY" | "SUBSCRIBE") {
+            hs.push(format!("Contact: {}", self.contact));
+        }
+        hs.extend(extra.iter().map(|s| s.to_string()));
+        build(&format!("{method} {} SIP/2.0", self.target), &hs, body)
+    }
+
+    /// A response of ours to a request sipborder sent this peer.
+    fn answer(&self, req: &str, code: u16, extra: &[&str], body: &str) -> String {
+        let contact = format!("Contact: {}", self.contact);
+        let mut hs: Vec<&str> = vec![contact.as_str()];
+        hs.extend_from_slice(extra);
+        reply(req, code, None, &hs, body)
+    }
+}
+
+/// An established call: both peers, the INVITE on each leg and the 2xx A got.
+struct Up {
+    a: Peer,
+    b: Peer,
+    a_invite: String,
+    b_invite: String,
+    a_ok: String,
+}
+
+fn callee_contact(flow: Flow) -> String {
+    format!("<sip:callee@{}>", flow.remote)
+}
+
+/// `invite` arrives from `a_flow`; the first target rings (tag `b1`) and answers; A ACKs.
+fn establish(h: &mut Harness, a_flow: Flow, invite: &str) -> Up {
+    let out = h.feed(a_flow, invite);
+    let (b_flow, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
+    let contact = callee_contact(b_flow);
+    let c = format!("Contact: {contact}");
+    let out = h.feed(b_flow, &reply(&b_invite, 180, Some("b1"), &[&c], ""));
+    resp_to(&out, a_flow, 180);
+    let answer = sdp("198.51.100.20", 30000, "sendrecv");
+    let ok = reply(&b_invite, 200, Some("b1"), &[&c, "Content-Type: application/sdp"], &answer);
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, a_flow, 200);
+    req_to(&out, b_flow, "ACK");
+    let a = Peer::caller(a_flow, invite, &a_ok);
+    let out = h.feed(a_flow, &a.ack(a.cseq, ""));
+    assert!(out.is_empty(), "A's ACK must not be forwarded:\n{}", dump(&out));
+    let b = Peer::callee(b_flow, &b_invite, "b1", &contact);
+    Up { a, b, a_invite: invite.to_string(), b_invite, a_ok }
+}
+
+/// `from` hangs up; the BYE sipborder sends toward `other` is answered.
+fn hang_up(h: &mut Harness, from: &mut Peer, other: Flow) {
+    let bye = from.request("BYE", &[], "");
+    let out = h.feed(from.flow, &bye);
+    resp_to(&out, from.flow, 200);
+    let relayed = req_to(&out, other, "BYE");
+    h.feed(other, &reply(&relayed, 200, None, &[], ""));
+}
+
+/// A hangs up; both BYEs are answered.
+fn hang_up_from_a(h: &mut Harness, up: &mut Up) {
+    let b = up.b.flow;
+    hang_up(h, &mut up.a, b);
+}
+
+// =============================================================================================
+// 1. Topology hiding
+// =============================================================================================
+
+#[test]
+fn topology_hiding_invite_from_lan_carries_nothing_of_leg_a() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    for secret in [
+        MICROSIP_CALL_ID,
+        MICROSIP_FROM_TAG,
+        MICROSIP_BRANCH,
+        MICROSIP_CONTACT,
+        "192.168.71.146",
+        "rr-secret",
+        "route-secret",
+        "10.0.0.5",
+    ] {
+        assert!(!head(&b).contains(secret), "{secret} leaked onto leg B:\n{b}");
+    }
+    assert_eq!(private_ips(head(&b)), Vec::<Ipv4Addr>::new(), "private address on leg B:\n{b}");
+    let m = msg(&b);
+    assert_ne!(m.call_id, MICROSIP_CALL_ID);
+    assert_ne!(m.from_tag.as_deref(), Some(MICROSIP_FROM_TAG));
+    assert!(m.from_tag.is_some() && m.to_tag.is_none());
+    assert_eq!(m.via_count, 1, "one Via, ours");
+    assert_eq!((m.via.host.as_str(), m.via.port), ("203.0.113.1", Some(5060)));
+    assert_ne!(m.via.branch.as_deref(), Some(MICROSIP_BRANCH));
+    assert_eq!(hdr(&b, "Contact"), "<sip:203.0.113.1:5060>");
+    assert_eq!(m.max_forwards, Some(69));
+    assert!(hdr_opt(&b, "Record-Route").is_none() && hdr_opt(&b, "Route").is_none());
+    assert!(b.starts_with("INVITE sip:0123456789@198.51.100.10:5060 SIP/2.0\r\n"), "{b}");
+    // SDP is carried unchanged for now.
+    assert_eq!(body(&b), body(&inv));
+}
+
+#[test]
+fn topology_hiding_200_to_lan_carries_nothing_of_leg_b() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let ok = reply(
+        &b,
+        200,
+        Some("b-secret-tag"),
+        &[
+            "Record-Route: <sip:198.51.100.99;lr;x=b-rr-secret>",
+            "Contact: <sip:b-contact-secret@198.51.100.10:5070>",
+            "Content-Type: application/sdp",
+        ],
+        &sdp("198.51.100.20", 30000, "sendrecv"),
+    );
+    let out = h.feed(itsp(), &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    let b_call_id = call_id(&b);
+    let our_b_tag = from_tag(&b).expect("our tag on B");
+    for secret in
+        [b_call_id.as_str(), our_b_tag.as_str(), "b-secret-tag", "b-rr-secret", "b-contact-secret"]
+    {
+        assert!(!head(&a_ok).contains(secret), "{secret} leaked onto leg A:\n{a_ok}");
+    }
+    for net in ["198.51.100.", "203.0.113."] {
+        assert!(!head(&a_ok).contains(net), "trunk-side address {net} on leg A:\n{a_ok}");
+    }
+    let m = msg(&a_ok);
+    assert_eq!(m.call_id, MICROSIP_CALL_ID);
+    assert_eq!(m.from_tag.as_deref(), Some(MICROSIP_FROM_TAG));
+    assert!(m.to_tag.is_some());
+    assert_eq!(hdr(&a_ok, "Contact"), "<sip:10.0.0.1:5060>");
+    assert!(hdr_opt(&a_ok, "Record-Route").is_none());
+    // A's own Via comes back, stamped with where the INVITE came from.
+    assert_eq!(m.via.branch.as_deref(), Some(MICROSIP_BRANCH));
+    assert_eq!(m.via.rport, Some(Some(50952)));
+}
+
+#[test]
+fn topology_hiding_invite_from_trunk_carries_nothing_of_the_itsp() {
+    let mut h = Harness::new();
+    let inv = invite(
+        itsp(),
+        "sip:100@203.0.113.1",
+        &["Record-Route: <sip:198.51.100.99;lr>", "User-Agent: Carrier"],
+        &sdp("198.51.100.20", 20000, "sendrecv"),
+    );
+    let out = h.feed(itsp(), &inv);
+    let b = req_to(&out, pbx(), "INVITE");
+    let a = msg(&inv);
+    for secret in [
+        a.call_id.as_str(),
+        a.from_tag.as_deref().unwrap_or_default(),
+        a.via.branch.as_deref().unwrap_or_default(),
+        "198.51.100.",
+        "203.0.113.",
+    ] {
+        assert!(!head(&b).contains(secret), "{secret} leaked toward the PBX:\n{b}");
+    }
+    let m = msg(&b);
+    assert_eq!((m.via.host.as_str(), m.via.port, m.via_count), ("10.0.0.1", Some(5060), 1));
+    assert_eq!(hdr(&b, "Contact"), "<sip:10.0.0.1:5060>");
+    assert_eq!(m.max_forwards, Some(69));
+    assert_eq!(hdr(&b, "User-Agent"), "Carrier");
+}
+
+// =============================================================================================
+// 2. Basic call
+// =============================================================================================
+
+#[test]
+fn invite_gets_100_trying_at_once_and_goes_to_the_first_target() {
+    let mut h = Harness::new();
+    let out = h.feed(phone(), &microsip_invite(true));
+    assert_eq!(out.len(), 2, "{}", dump(&out));
+    let trying = resp_to(&out, phone(), 100);
+    assert_eq!(to_tag(&trying), None, "100 Trying carries no To tag");
+    req_to(&out, itsp(), "INVITE");
+}
+
+#[test]
+fn ringing_and_answer_relayed_to_a_under_one_a_side_tag() {
+    let mut h = Harness::new();
+    let out = h.feed(phone(), &microsip_invite(true));
+    let b = req_to(&out, itsp(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let out = h.feed(itsp(), &reply(&b, 180, Some("b1"), &[c], ""));
+    let ring = resp_to(&out, phone(), 180);
+    let a_tag = to_tag(&ring).expect("180 toward A has a To tag");
+    assert_ne!(a_tag, "b1");
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "x")));
+    let ok = resp_to(&out, phone(), 200);
+    assert_eq!(to_tag(&ok), Some(a_tag), "180 and 200 of one dialog share the A tag");
+    assert_eq!(cseq(&ok), "6521 INVITE");
+    assert_eq!(body(&ok), sdp("198.51.100.20", 1, "x"));
+}
+
+#[test]
+fn b_2xx_acked_at_once_and_a_ack_not_forwarded() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let ok = reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "sendrecv"));
+    let out = h.feed(itsp(), &ok);
+    let ack = req_to(&out, itsp(), "ACK");
+    let a_ok = resp_to(&out, phone(), 200);
+    assert!(ack.starts_with("ACK sip:callee@198.51.100.10:5060 SIP/2.0\r\n"), "{ack}");
+    assert_eq!(call_id(&ack), call_id(&b));
+    assert_eq!(from_tag(&ack), from_tag(&b));
+    assert_eq!(to_tag(&ack).as_deref(), Some("b1"));
+    assert_eq!(cseq(&ack), format!("{} ACK", msg(&b).cseq));
+    assert_ne!(branch(&ack), branch(&b), "the ACK of a 2xx is a new transaction");
+    // B retransmits its 200: the same ACK again, nothing toward A.
+    let out = h.feed(itsp(), &ok);
+    assert_eq!(out, vec![(itsp(), ack.clone())]);
+    // A's ACK ends at sipborder.
+    let a = Peer::caller(phone(), &inv, &a_ok);
+    let out = h.feed(phone(), &a.ack(a.cseq, ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+    assert_eq!(h.shard.b2bua().calls(), 1);
+}
+
+#[test]
+fn bye_from_a_answered_and_sent_on_b_with_b_tags() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let bye = up.a.request("BYE", &["Reason: Q.850;cause=16"], "");
+    let out = h.feed(phone(), &bye);
+    let ok = resp_to(&out, phone(), 200);
+    assert_eq!(cseq(&ok), "6522 BYE");
+    let b_bye = req_to(&out, itsp(), "BYE");
+    assert!(b_bye.starts_with("BYE sip:callee@198.51.100.10:5060 SIP/2.0\r\n"), "{b_bye}");
+    assert_eq!(call_id(&b_bye), call_id(&up.b_invite));
+    assert_eq!(from_tag(&b_bye), from_tag(&up.b_invite));
+    assert_eq!(to_tag(&b_bye).as_deref(), Some("b1"));
+    assert_eq!(cseq(&b_bye), "2 BYE");
+    assert_eq!(hdr(&b_bye, "Reason"), "Q.850;cause=16");
+    assert_eq!(h.shard.b2bua().calls(), 1, "the call waits for B's answer to the BYE");
+    h.feed(itsp(), &up.b.answer(&b_bye, 200, &[], ""));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn bye_from_b_answered_and_sent_to_a() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let bye = up.b.request("BYE", &[], "");
+    let out = h.feed(itsp(), &bye);
+    resp_to(&out, itsp(), 200);
+    let a_bye = req_to(&out, phone(), "BYE");
+    assert!(a_bye.starts_with("BYE sip:192.168.80.11:50952;ob SIP/2.0\r\n"), "{a_bye}");
+    assert_eq!(call_id(&a_bye), MICROSIP_CALL_ID);
+    assert_eq!(to_tag(&a_bye).as_deref(), Some(MICROSIP_FROM_TAG));
+    assert_eq!(from_tag(&a_bye), to_tag(&up.a_ok));
+    assert_eq!(cseq(&a_bye), "1 BYE");
+    h.feed(phone(), &up.a.answer(&a_bye, 200, &[], ""));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 3. Our 2xx toward A until its ACK
+// =============================================================================================
+
+/// INVITE from the phone answered by the ITSP; returns the 200 A got (not ACKed yet).
+fn answered_not_acked(h: &mut Harness, inv: &str) -> (String, String) {
+    let out = h.feed(phone(), inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "x")));
+    (resp_to(&out, phone(), 200), b)
+}
+
+#[test]
+fn our_2xx_to_a_retransmitted_t1_doubling_capped_at_t2_until_ack() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let (a_ok, _) = answered_not_acked(&mut h, &inv);
+    let start = h.now;
+    let end = start + Duration::from_secs(20);
+    let mut times = Vec::new();
+    while let Some(out) = h.step(end) {
+        for (f, t) in &out {
+            if *f == phone() && is_resp(t, 200) {
+                assert_eq!(t, &a_ok, "the retransmission is the same response");
+                times.push(h.now - start);
+            }
+        }
+    }
+    let ms: Vec<u128> = times.iter().map(Duration::as_millis).collect();
+    // Gaps T1, 2T1, 4T1, then T2 (= 8T1 here) each time.
+    assert_eq!(ms, vec![500, 1500, 3500, 7500, 11500, 15500, 19500]);
+    let mut a = Peer::caller(phone(), &inv, &a_ok);
+    let out = h.feed(phone(), &a.ack(a.cseq, ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+    let out = h.advance(Duration::from_secs(10));
+    assert_eq!(count(&out, |_, t| is_resp(t, 200)), 0, "{}", dump(&out));
+    assert_eq!(h.shard.b2bua().calls(), 1, "the call goes on");
+    hang_up(&mut h, &mut a, itsp());
+    h.assert_clean();
+}
+
+#[test]
+fn our_2xx_never_acked_ends_the_call_with_bye_on_both_legs() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let (a_ok, b) = answered_not_acked(&mut h, &inv);
+    let out = h.advance(T1 * 64 - Duration::from_millis(1));
+    assert_eq!(count(&out, |_, t| is_req(t, "BYE")), 0, "{}", dump(&out));
+    let out = h.advance(Duration::from_millis(1));
+    let a_bye = req_to(&out, phone(), "BYE");
+    let b_bye = req_to(&out, itsp(), "BYE");
+    assert_eq!(call_id(&a_bye), MICROSIP_CALL_ID);
+    assert_eq!(from_tag(&a_bye), to_tag(&a_ok));
+    assert_eq!(call_id(&b_bye), call_id(&b));
+    assert_eq!(to_tag(&b_bye).as_deref(), Some("b1"));
+    h.feed(phone(), &reply(&a_bye, 200, None, &[], ""));
+    h.feed(itsp(), &reply(&b_bye, 200, None, &[], ""));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 4. Delayed offer
+// =============================================================================================
+
+#[test]
+fn delayed_offer_b_ack_waits_for_a_ack_and_carries_its_answer() {
+    let mut h = Harness::new();
+    // CUCM on the LAN calls out without SDP (seed002 d2_17..21).
+    let inv = vector("seed002/d2_17_invite_cucm_delayed_offer.sip");
+    let out = h.feed(pbx(), &inv);
+    resp_to(&out, pbx(), 100);
+    let b = req_to(&out, itsp(), "INVITE");
+    assert_eq!(body(&b), "", "no offer on B either");
+    assert_eq!(msg(&b).max_forwards, Some(68));
+    let offer = body(&vector("seed002/d2_20_200ok_offer.sip")).to_string();
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let out = h.feed(itsp(), &reply(&b, 180, Some("b1"), &[c], ""));
+    resp_to(&out, pbx(), 180);
+    let ok = reply(&b, 200, Some("b1"), &[c, "Content-Type: application/sdp"], &offer);
+    let out = h.feed(itsp(), &ok);
+    let a_ok = resp_to(&out, pbx(), 200);
+    assert_eq!(body(&a_ok), offer, "B's offer goes to A in the 200");
+    assert_eq!(count(&out, |_, t| is_req(t, "ACK")), 0, "B's ACK waits for A's answer");
+    // B retransmits its 200 meanwhile: still no ACK.
+    let out = h.feed(itsp(), &ok);
+    assert_eq!(count(&out, |_, t| is_req(t, "ACK")), 0, "{}", dump(&out));
+    let answer = body(&vector("seed002/d2_21_ack_with_answer.sip")).to_string();
+    let mut a = Peer::caller(pbx(), &inv, &a_ok);
+    let out = h.feed(pbx(), &a.ack(a.cseq, &answer));
+    let ack = req_to(&out, itsp(), "ACK");
+    assert_eq!(body(&ack), answer, "A's answer goes to B in the ACK");
+    assert_eq!(cseq(&ack), "1 ACK");
+    assert_eq!(to_tag(&ack).as_deref(), Some("b1"));
+    assert_eq!(hdr(&ack, "Content-Type"), "application/sdp");
+    assert_eq!(out.len(), 1, "{}", dump(&out));
+    // B retransmits its 200 now: the same ACK, answer included, again.
+    let out = h.feed(itsp(), &ok);
+    assert_eq!(out, vec![(itsp(), ack.clone())]);
+    // The 2xx toward A is no longer retransmitted.
+    let out = h.advance(T1 * 4);
+    assert_eq!(count(&out, |_, t| is_resp(t, 200)), 0, "{}", dump(&out));
+    hang_up(&mut h, &mut a, itsp());
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 5. CANCEL
+// =============================================================================================
+
+#[test]
+fn cancel_before_any_provisional_is_held_until_b_rings() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(phone(), &cancel_of(&inv));
+    let ok = resp_to(&out, phone(), 200);
+    assert_eq!(cseq(&ok), "6521 CANCEL");
+    let r487 = resp_to(&out, phone(), 487);
+    assert_eq!(cseq(&r487), "6521 INVITE");
+    none_to(&out, itsp());
+    // B rings: the CANCEL goes now, the 180 does not reach A.
+    let out = h.feed(itsp(), &reply(&b, 180, Some("b1"), &[], ""));
+    none_to(&out, phone());
+    let cancel = req_to(&out, itsp(), "CANCEL");
+    assert_eq!(branch(&cancel), branch(&b), "CANCEL shares the INVITE's branch");
+    assert_eq!(cseq(&cancel), format!("{} CANCEL", msg(&b).cseq));
+    assert_eq!(call_id(&cancel), call_id(&b));
+    h.feed(phone(), &ack_non_2xx(&inv, &r487));
+    h.feed(itsp(), &reply(&cancel, 200, Some("b1"), &[], ""));
+    let b487 = reply(&b, 487, Some("b1"), &[], "");
+    let out = h.feed(itsp(), &b487);
+    let ack = req_to(&out, itsp(), "ACK");
+    assert_eq!(branch(&ack), branch(&b), "the transaction layer ACKs the 487");
+    assert_eq!(to_tag(&ack).as_deref(), Some("b1"));
+    none_to(&out, phone());
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn cancel_after_180_answers_a_and_cancels_b() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(itsp(), &reply(&b, 180, Some("b1"), &[], ""));
+    let ring = resp_to(&out, phone(), 180);
+    let out = h.feed(phone(), &cancel_of(&inv));
+    resp_to(&out, phone(), 200);
+    let r487 = resp_to(&out, phone(), 487);
+    assert_eq!(to_tag(&r487), to_tag(&ring), "487 in the early dialog A saw");
+    let cancel = req_to(&out, itsp(), "CANCEL");
+    assert_eq!(branch(&cancel), branch(&b));
+    h.feed(phone(), &ack_non_2xx(&inv, &r487));
+    h.feed(itsp(), &reply(&cancel, 200, Some("b1"), &[], ""));
+    let out = h.feed(itsp(), &reply(&b, 487, Some("b1"), &[], ""));
+    assert_eq!(branch(&req_to(&out, itsp(), "ACK")), branch(&b));
+    assert_eq!(out.len(), 1, "{}", dump(&out));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn b_answering_200_after_cancel_gets_ack_and_bye() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    h.feed(itsp(), &reply(&b, 180, Some("b1"), &[], ""));
+    let out = h.feed(phone(), &cancel_of(&inv));
+    let r487 = resp_to(&out, phone(), 487);
+    let cancel = req_to(&out, itsp(), "CANCEL");
+    h.feed(phone(), &ack_non_2xx(&inv, &r487));
+    // The 200 crossed the CANCEL.
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "x")));
+    none_to(&out, phone());
+    let ack = req_to(&out, itsp(), "ACK");
+    let bye = req_to(&out, itsp(), "BYE");
+    for m in [&ack, &bye] {
+        assert_eq!(call_id(m), call_id(&b));
+        assert_eq!(to_tag(m).as_deref(), Some("b1"));
+    }
+    assert_eq!(cseq(&ack), format!("{} ACK", msg(&b).cseq));
+    h.feed(itsp(), &reply(&cancel, 481, Some("b1"), &[], ""));
+    h.feed(itsp(), &reply(&bye, 200, None, &[], ""));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 6. Fail-over
+// =============================================================================================
+
+#[test]
+fn failover_on_503_to_backup_with_a_new_call_id() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let first = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(itsp(), &reply(&first, 503, Some("x"), &[], ""));
+    assert_eq!(branch(&req_to(&out, itsp(), "ACK")), branch(&first));
+    let second = req_to(&out, itsp_backup(), "INVITE");
+    none_to(&out, phone());
+    assert_ne!(call_id(&second), call_id(&first));
+    assert_ne!(from_tag(&second), from_tag(&first));
+    assert!(second.starts_with("INVITE sip:0123456789@198.51.100.11:5060 SIP/2.0\r\n"));
+    assert_eq!(body(&second), body(&inv));
+    let b2 = Peer::callee(itsp_backup(), &second, "b2", "<sip:callee@198.51.100.11>");
+    let c = format!("Contact: {}", b2.contact);
+    let ok = reply(&second, 200, Some("b2"), &[&c], &sdp("198.51.100.21", 1, "sendrecv"));
+    let out = h.feed(itsp_backup(), &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    req_to(&out, itsp_backup(), "ACK");
+    let mut a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    let out = h.feed(phone(), &a.request("BYE", &[], ""));
+    let bye = req_to(&out, itsp_backup(), "BYE");
+    assert_eq!(call_id(&bye), call_id(&second));
+    assert_eq!(to_tag(&bye).as_deref(), Some("b2"));
+    h.feed(itsp_backup(), &b2.answer(&bye, 200, &[], ""));
+    h.assert_clean();
+}
+
+#[test]
+fn failover_on_timer_b_to_backup() {
+    let mut h = Harness::new();
+    let out = h.feed(phone(), &microsip_invite(true));
+    let first = req_to(&out, itsp(), "INVITE");
+    let out = h.advance(T1 * 64 - Duration::from_millis(1));
+    assert_eq!(count(&out, |f, t| *f == itsp_backup() || is_resp(t, 408)), 0);
+    assert!(count(&out, |f, t| *f == itsp() && is_req(t, "INVITE")) >= 5, "Timer A");
+    let out = h.advance(Duration::from_millis(1));
+    let second = req_to(&out, itsp_backup(), "INVITE");
+    assert_ne!(call_id(&second), call_id(&first));
+    none_to(&out, phone());
+}
+
+#[test]
+fn failover_on_transport_error_to_backup() {
+    let mut h = Harness::new();
+    let out = h.feed(phone(), &microsip_invite(true));
+    let first = req_to(&out, itsp(), "INVITE");
+    let out = h.transport_error(itsp());
+    let second = req_to(&out, itsp_backup(), "INVITE");
+    assert_ne!(call_id(&second), call_id(&first));
+    none_to(&out, phone());
+}
+
+#[test]
+fn busy_486_relayed_to_a_without_failover() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(itsp(), &reply(&b, 486, Some("b1"), &["Retry-After: 60"], ""));
+    let busy = resp_to(&out, phone(), 486);
+    none_to(&out, itsp_backup());
+    assert_eq!(call_id(&busy), MICROSIP_CALL_ID);
+    assert_ne!(to_tag(&busy).as_deref(), Some("b1"));
+    assert_eq!(hdr(&busy, "Retry-After"), "60");
+    h.feed(phone(), &ack_non_2xx(&inv, &busy));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn all_targets_timing_out_relays_408_to_a() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    h.feed(phone(), &inv);
+    let out = h.advance(T1 * 64);
+    req_to(&out, itsp_backup(), "INVITE");
+    none_to(&out, phone());
+    let out = h.advance(T1 * 64);
+    let timeout = resp_to(&out, phone(), 408);
+    assert_eq!(cseq(&timeout), "6521 INVITE");
+    assert!(to_tag(&timeout).is_some());
+    h.feed(phone(), &ack_non_2xx(&inv, &timeout));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn all_targets_failing_relays_the_last_code() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let first = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(itsp(), &reply(&first, 503, Some("x"), &[], ""));
+    let second = req_to(&out, itsp_backup(), "INVITE");
+    let out = h.feed(itsp_backup(), &reply(&second, 500, Some("y"), &[], ""));
+    let fail = resp_to(&out, phone(), 500);
+    h.feed(phone(), &ack_non_2xx(&inv, &fail));
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 7. Forking
+// =============================================================================================
+
+#[test]
+fn forks_get_distinct_a_tags_first_200_wins_and_a_late_200_is_acked_and_byed() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let c1 = "Contact: <sip:fork1@198.51.100.31>";
+    let c2 = "Contact: <sip:fork2@198.51.100.32>";
+    let out = h.feed(itsp(), &reply(&b, 180, Some("f1"), &[c1], ""));
+    let tag1 = to_tag(&resp_to(&out, phone(), 180)).expect("tag");
+    let out = h.feed(itsp(), &reply(&b, 180, Some("f2"), &[c2], ""));
+    let tag2 = to_tag(&resp_to(&out, phone(), 180)).expect("tag");
+    assert_ne!(tag1, tag2, "each early dialog on B is its own early dialog on A");
+    // Fork 2 answers first and wins.
+    let out = h.feed(itsp(), &reply(&b, 200, Some("f2"), &[c2], &sdp("198.51.100.32", 2, "x")));
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(to_tag(&a_ok), Some(tag2.clone()));
+    let ack = req_to(&out, itsp(), "ACK");
+    assert!(ack.starts_with("ACK sip:fork2@198.51.100.32 SIP/2.0"), "{ack}");
+    // Fork 1 answers too: ACKed and hung up on B, never shown to A.
+    let out = h.feed(itsp(), &reply(&b, 200, Some("f1"), &[c1], &sdp("198.51.100.31", 1, "x")));
+    none_to(&out, phone());
+    let ack1 = req_to(&out, itsp(), "ACK");
+    let bye1 = req_to(&out, itsp(), "BYE");
+    for m in [&ack1, &bye1] {
+        assert!(m.contains(" sip:fork1@198.51.100.31 SIP/2.0"), "{m}");
+        assert_eq!(to_tag(m).as_deref(), Some("f1"));
+        assert_eq!(call_id(m), call_id(&b));
+    }
+    h.feed(itsp(), &reply(&bye1, 200, None, &[], ""));
+    // The winner's dialog works.
+    let mut a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    let out = h.feed(phone(), &a.request("BYE", &[], ""));
+    let bye = req_to(&out, itsp(), "BYE");
+    assert_eq!(to_tag(&bye).as_deref(), Some("f2"));
+    h.feed(itsp(), &reply(&bye, 200, None, &[], ""));
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 8. PRACK / 100rel
+// =============================================================================================
+
+#[test]
+fn reliable_183_and_prack_relayed_end_to_end_when_a_supports_100rel() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    assert!(msg(&b).has_option_tag("Supported", "100rel"));
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let early = sdp("198.51.100.20", 30000, "sendrecv");
+    let p183 = reply(
+        &b,
+        183,
+        Some("b1"),
+        &[c, "Require: 100rel", "RSeq: 7", "Content-Type: application/sdp"],
+        &early,
+    );
+    let out = h.feed(itsp(), &p183);
+    let a183 = resp_to(&out, phone(), 183);
+    assert!(msg(&a183).has_option_tag("Require", "100rel"), "{a183}");
+    assert_eq!(hdr(&a183, "RSeq"), "1", "our own RSeq toward A");
+    assert_eq!(body(&a183), early);
+    assert_eq!(count(&out, |_, t| is_req(t, "PRACK")), 0, "B's PRACK waits for A's");
+    // Not PRACKed yet: retransmitted after T1.
+    let out = h.advance(T1);
+    assert_eq!(resp_to(&out, phone(), 183), a183);
+    let mut a = Peer::caller(phone(), &inv, &a183);
+    let prack = a.request("PRACK", &["RAck: 1 6521 INVITE"], "");
+    let out = h.feed(phone(), &prack);
+    let b_prack = req_to(&out, itsp(), "PRACK");
+    assert_eq!(hdr(&b_prack, "RAck"), format!("7 {} INVITE", msg(&b).cseq));
+    assert_eq!(to_tag(&b_prack).as_deref(), Some("b1"));
+    assert_eq!(call_id(&b_prack), call_id(&b));
+    let out = h.feed(itsp(), &reply(&b_prack, 200, None, &[], ""));
+    let ok = resp_to(&out, phone(), 200);
+    assert_eq!(cseq(&ok), "6522 PRACK");
+    // No more 183 retransmissions.
+    let out = h.advance(T1 * 8);
+    assert_eq!(count(&out, |_, t| is_resp(t, 183)), 0, "{}", dump(&out));
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &early));
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(to_tag(&a_ok), to_tag(&a183));
+    h.feed(phone(), &a.ack(6521, ""));
+    let out = h.feed(phone(), &a.request("BYE", &[], ""));
+    let bye = req_to(&out, itsp(), "BYE");
+    h.feed(itsp(), &reply(&bye, 200, None, &[], ""));
+    h.assert_clean();
+}
+
+#[test]
+fn reliable_183_pracked_by_sipborder_when_a_lacks_100rel() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(false);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let p183 = reply(&b, 183, Some("b1"), &[c, "Require: 100rel", "RSeq: 42"], "");
+    let out = h.feed(itsp(), &p183);
+    let a183 = resp_to(&out, phone(), 183);
+    assert!(!msg(&a183).has_option_tag("Require", "100rel"), "{a183}");
+    assert!(hdr_opt(&a183, "RSeq").is_none(), "{a183}");
+    let prack = req_to(&out, itsp(), "PRACK");
+    assert_eq!(hdr(&prack, "RAck"), format!("42 {} INVITE", msg(&b).cseq));
+    assert_eq!(to_tag(&prack).as_deref(), Some("b1"));
+    let out = h.feed(itsp(), &reply(&prack, 200, None, &[], ""));
+    assert!(out.is_empty(), "the 200 to our own PRACK stays here:\n{}", dump(&out));
+    // Not reliable toward A: never retransmitted.
+    let out = h.advance(T1 * 4);
+    assert_eq!(count(&out, |_, t| is_resp(t, 183)), 0, "{}", dump(&out));
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "x")));
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(to_tag(&a_ok), to_tag(&a183));
+    let mut a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    hang_up(&mut h, &mut a, itsp());
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 9. re-INVITE
+// =============================================================================================
+
+#[test]
+fn reinvite_hold_from_a_and_resume_from_b_relayed_with_each_legs_cseq() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    // Hold from A.
+    let hold = sdp("192.168.71.146", 4008, "sendonly");
+    let reinv = up.a.request("INVITE", &["Content-Type: application/sdp"], &hold);
+    let out = h.feed(phone(), &reinv);
+    resp_to(&out, phone(), 100);
+    let b_reinv = req_to(&out, itsp(), "INVITE");
+    assert_eq!(cseq(&b_reinv), "2 INVITE");
+    assert_eq!(call_id(&b_reinv), call_id(&up.b_invite));
+    assert_eq!(to_tag(&b_reinv).as_deref(), Some("b1"));
+    assert_eq!(from_tag(&b_reinv), from_tag(&up.b_invite));
+    assert!(body(&b_reinv).contains("a=sendonly"));
+    let held = sdp("198.51.100.20", 30000, "recvonly");
+    let ok = up.b.answer(&b_reinv, 200, &["Content-Type: application/sdp"], &held);
+    let out = h.feed(itsp(), &ok);
+    let b_ack = req_to(&out, itsp(), "ACK");
+    assert_eq!(cseq(&b_ack), "2 ACK");
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(cseq(&a_ok), "6522 INVITE");
+    assert_eq!(to_tag(&a_ok), to_tag(&up.a_ok));
+    assert!(body(&a_ok).contains("a=recvonly"));
+    let out = h.feed(phone(), &up.a.ack(6522, ""));
+    assert!(out.is_empty(), "A's ACK stays on leg A:\n{}", dump(&out));
+    // Resume from B.
+    let resume = sdp("198.51.100.20", 30000, "sendrecv");
+    let reinv = up.b.request("INVITE", &["Content-Type: application/sdp"], &resume);
+    let out = h.feed(itsp(), &reinv);
+    let a_reinv = req_to(&out, phone(), "INVITE");
+    assert_eq!(cseq(&a_reinv), "1 INVITE");
+    assert_eq!(call_id(&a_reinv), MICROSIP_CALL_ID);
+    assert_eq!(to_tag(&a_reinv).as_deref(), Some(MICROSIP_FROM_TAG));
+    assert!(body(&a_reinv).contains("a=sendrecv"));
+    let ok =
+        up.a.answer(&a_reinv, 200, &["Content-Type: application/sdp"], &sdp("1.1.1.1", 1, "x"));
+    let out = h.feed(phone(), &ok);
+    assert_eq!(cseq(&req_to(&out, phone(), "ACK")), "1 ACK");
+    let b_ok = resp_to(&out, itsp(), 200);
+    assert_eq!(cseq(&b_ok), "101 INVITE");
+    assert_eq!(hdr(&b_ok, "Contact"), "<sip:203.0.113.1:5060>");
+    let out = h.feed(itsp(), &up.b.ack(101, ""));
+    assert!(out.is_empty(), "B's ACK stays on leg B:\n{}", dump(&out));
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn reinvite_glare_from_b_while_ours_is_pending_gets_491() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let reinv =
+        up.a.request("INVITE", &["Content-Type: application/sdp"], &sdp("10.0.0.20", 1, "x"));
+    let out = h.feed(phone(), &reinv);
+    let b_reinv = req_to(&out, itsp(), "INVITE");
+    let theirs =
+        up.b.request("INVITE", &["Content-Type: application/sdp"], &sdp("1.1.1.1", 1, "y"));
+    let out = h.feed(itsp(), &theirs);
+    let glare = resp_to(&out, itsp(), 491);
+    none_to(&out, phone());
+    h.feed(itsp(), &ack_non_2xx(&theirs, &glare));
+    // Ours goes on.
+    let ok =
+        up.b.answer(&b_reinv, 200, &["Content-Type: application/sdp"], &sdp("1.1.1.1", 1, "z"));
+    let out = h.feed(itsp(), &ok);
+    resp_to(&out, phone(), 200);
+    h.feed(phone(), &up.a.ack(up.a.cseq, ""));
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn second_reinvite_from_a_while_the_first_is_pending_gets_500_with_retry_after() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let first =
+        up.a.request("INVITE", &["Content-Type: application/sdp"], &sdp("10.0.0.20", 1, "x"));
+    let out = h.feed(phone(), &first);
+    let b_reinv = req_to(&out, itsp(), "INVITE");
+    let second =
+        up.a.request("INVITE", &["Content-Type: application/sdp"], &sdp("10.0.0.20", 1, "y"));
+    let out = h.feed(phone(), &second);
+    let r500 = resp_to(&out, phone(), 500);
+    assert_eq!(cseq(&r500), format!("{} INVITE", up.a.cseq));
+    let ra: u32 = hdr(&r500, "Retry-After").trim().parse().expect("Retry-After seconds");
+    assert!(ra <= 10);
+    none_to(&out, itsp());
+    h.feed(phone(), &ack_non_2xx(&second, &r500));
+    let ok =
+        up.b.answer(&b_reinv, 200, &["Content-Type: application/sdp"], &sdp("1.1.1.1", 1, "z"));
+    let out = h.feed(itsp(), &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(cseq(&a_ok), format!("{} INVITE", up.a.cseq - 1));
+    h.feed(phone(), &up.a.ack(up.a.cseq - 1, ""));
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn offerless_reinvite_from_b_gets_its_answer_in_a_ack_relayed_to_b() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let out = h.feed(itsp(), &up.b.request("INVITE", &[], ""));
+    let a_reinv = req_to(&out, phone(), "INVITE");
+    assert_eq!(body(&a_reinv), "");
+    let offer = sdp("10.0.0.20", 4008, "sendrecv");
+    let ok = up.a.answer(&a_reinv, 200, &["Content-Type: application/sdp"], &offer);
+    let out = h.feed(phone(), &ok);
+    assert_eq!(count(&out, |_, t| is_req(t, "ACK")), 0, "A's ACK waits for B's answer");
+    let b_ok = resp_to(&out, itsp(), 200);
+    assert_eq!(body(&b_ok), offer);
+    let answer = sdp("198.51.100.20", 30000, "sendrecv");
+    let out = h.feed(itsp(), &up.b.ack(up.b.cseq, &answer));
+    let ack = req_to(&out, phone(), "ACK");
+    assert_eq!(cseq(&ack), msg(&a_reinv).cseq.to_string() + " ACK");
+    assert_eq!(body(&ack), answer);
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 10. Other in-dialog requests
+// =============================================================================================
+
+/// Methods relayed within a dialog, with what each carries and the success code its peer answers.
+fn relayed_methods() -> Vec<(&'static str, Vec<&'static str>, String, u16)> {
+    vec![
+        (
+            "INFO",
+            vec!["Content-Type: application/dtmf-relay"],
+            "Signal=5\r\nDuration=160\r\n".to_string(),
+            200,
+        ),
+        ("MESSAGE", vec!["Content-Type: text/plain"], "hello".to_string(), 200),
+        (
+            "NOTIFY",
+            vec!["Event: refer", "Subscription-State: active;expires=60"],
+            String::new(),
+            200,
+        ),
+        ("REFER", vec!["Refer-To: <sip:3000@example.com>"], String::new(), 202),
+        ("UPDATE", vec!["Content-Type: application/sdp"], sdp("192.0.2.1", 4000, "sendrecv"), 200),
+    ]
+}
+
+#[test]
+fn in_dialog_requests_from_a_relayed_to_b_and_answers_back() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let mut b_cseq = 1;
+    for (method, extra, payload, code) in relayed_methods() {
+        let req = up.a.request(method, &extra, &payload);
+        let out = h.feed(phone(), &req);
+        let b_req = req_to(&out, itsp(), method);
+        b_cseq += 1;
+        assert_eq!(cseq(&b_req), format!("{b_cseq} {method}"));
+        assert_eq!(call_id(&b_req), call_id(&up.b_invite));
+        assert_eq!(to_tag(&b_req).as_deref(), Some("b1"));
+        assert_eq!(from_tag(&b_req), from_tag(&up.b_invite));
+        assert_eq!(body(&b_req), payload, "{method} body");
+        for e in &extra {
+            let (n, v) = e.split_once(": ").expect("header line");
+            assert_eq!(hdr(&b_req, n), v, "{method} {n}");
+        }
+        let out = h.feed(itsp(), &up.b.answer(&b_req, code, &["X-Answer: yes"], ""));
+        let resp = resp_to(&out, phone(), code);
+        assert_eq!(cseq(&resp), format!("{} {method}", up.a.cseq));
+        assert_eq!(call_id(&resp), MICROSIP_CALL_ID);
+        assert_eq!(hdr(&resp, "X-Answer"), "yes");
+        assert!(!head(&resp).contains("198.51.100."), "{resp}");
+    }
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn in_dialog_requests_from_b_relayed_to_a_and_answers_back() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let mut a_cseq = 0;
+    for (method, extra, payload, code) in relayed_methods() {
+        let req = up.b.request(method, &extra, &payload);
+        let out = h.feed(itsp(), &req);
+        let a_req = req_to(&out, phone(), method);
+        a_cseq += 1;
+        assert_eq!(cseq(&a_req), format!("{a_cseq} {method}"));
+        assert_eq!(call_id(&a_req), MICROSIP_CALL_ID);
+        assert_eq!(to_tag(&a_req).as_deref(), Some(MICROSIP_FROM_TAG));
+        assert_eq!(from_tag(&a_req), to_tag(&up.a_ok));
+        assert_eq!(body(&a_req), payload, "{method} body");
+        assert!(!head(&a_req).contains("198.51.100."), "{a_req}");
+        let out = h.feed(phone(), &up.a.answer(&a_req, code, &[], ""));
+        let resp = resp_to(&out, itsp(), code);
+        assert_eq!(cseq(&resp), format!("{} {method}", up.b.cseq));
+        assert_eq!(call_id(&resp), call_id(&up.b_invite));
+        assert!(private_ips(head(&resp)).is_empty(), "{resp}");
+    }
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn message_outside_a_dialog_relayed_with_a_fresh_identity_and_answered_with_a_tag() {
+    let mut h = Harness::new();
+    // MicroSIP's MESSAGE (seed002 d2_27) to a number.
+    let m = rewrite(
+        &vector("seed002/d2_27_message.sip"),
+        Some("MESSAGE sip:0123@10.0.0.1 SIP/2.0"),
+        |l| vec![l.to_string()],
+    );
+    let out = h.feed(phone(), &m);
+    let b = req_to(&out, itsp(), "MESSAGE");
+    assert_eq!(body(&b), "selam");
+    assert_eq!(hdr(&b, "Content-Type"), "text/plain");
+    assert!(private_ips(head(&b)).is_empty(), "{b}");
+    assert_ne!(call_id(&b), call_id(&m));
+    assert_ne!(from_tag(&b), from_tag(&m));
+    assert_eq!(msg(&b).via.host, "203.0.113.1");
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b-secret"), &[], ""));
+    let ok = resp_to(&out, phone(), 200);
+    assert_eq!(call_id(&ok), call_id(&m));
+    assert_eq!(cseq(&ok), "11151 MESSAGE");
+    let tag = to_tag(&ok).expect("a final response carries a To tag (RFC 3261 §8.2.6.2)");
+    assert_ne!(tag, "b-secret");
+    h.assert_clean();
+}
+
+#[test]
+fn our_2xx_over_tcp_is_not_retransmitted() {
+    let mut h = Harness::new();
+    let tcp = Flow {
+        zone: ZoneId(0),
+        transport: Transport::Tcp,
+        remote: addr("10.0.0.50:40000"),
+        conn: Some(ConnId(3)),
+    };
+    let inv = invite(tcp, "sip:0123@10.0.0.1", &[], &sdp("10.0.0.50", 4000, "sendrecv"))
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let out = h.feed(tcp, &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.10:5060>";
+    let out = h.feed(itsp(), &reply(&b, 200, Some("b1"), &[c], &sdp("198.51.100.20", 1, "x")));
+    let (f, a_ok) = only(&out, "200 toward A", |_, t| is_resp(t, 200)).clone();
+    assert_eq!(f.conn, Some(ConnId(3)));
+    let out = h.advance(T1 * 32);
+    assert_eq!(count(&out, |_, t| is_resp(t, 200)), 0, "{}", dump(&out));
+    let mut a = Peer::caller(tcp, &inv, &a_ok);
+    h.feed(tcp, &a.ack(a.cseq, ""));
+    let out = h.feed(tcp, &a.request("BYE", &[], ""));
+    let bye = req_to(&out, itsp(), "BYE");
+    h.feed(itsp(), &reply(&bye, 200, None, &[], ""));
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 11. What sipborder answers itself
+// =============================================================================================
+
+#[test]
+fn options_to_sipborder_answered_locally_even_with_max_forwards_0_over_tcp() {
+    let mut h = Harness::new();
+    // CUCM's ping (seed002 d2_08): no user part, Max-Forwards 0, over TCP.
+    let opts = vector("seed002/d2_08_options_cucm.sip");
+    let conn = Flow {
+        zone: ZoneId(0),
+        transport: Transport::Tcp,
+        remote: addr("10.0.0.50:40123"),
+        conn: Some(ConnId(7)),
+    };
+    let out = h.feed(conn, &opts);
+    assert_eq!(out.len(), 1, "answered, not forwarded:\n{}", dump(&out));
+    let (f, ok) = &out[0];
+    assert!(is_resp(ok, 200), "{ok}");
+    assert_eq!(f.conn, Some(ConnId(7)), "over the connection it came on");
+    assert_eq!(cseq(ok), "101 OPTIONS");
+    assert!(msg(ok).has_option_tag("Allow", "INVITE"));
+    assert!(msg(ok).has_option_tag("Allow", "OPTIONS"));
+    assert_eq!(hdr(ok, "Accept"), "application/sdp");
+    assert!(msg(ok).has_option_tag("Supported", "100rel"));
+    assert!(to_tag(ok).is_some());
+    // The same from the trunk side, UDP, Max-Forwards 70.
+    let ping = invite(itsp(), "sip:203.0.113.1", &[], "")
+        .replace("INVITE sip:", "OPTIONS sip:")
+        .replace("10 INVITE", "1 OPTIONS");
+    let out = h.feed(itsp(), &ping);
+    assert_eq!(out.len(), 1, "{}", dump(&out));
+    resp_to(&out, itsp(), 200);
+    h.assert_clean();
+}
+
+#[test]
+fn invite_with_max_forwards_0_gets_483() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true).replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.feed(phone(), &inv);
+    resp_to(&out, phone(), 483);
+    none_to(&out, itsp());
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn request_in_an_unknown_dialog_gets_481() {
+    let mut h = Harness::new();
+    let mut stranger = Peer {
+        flow: phone(),
+        call_id: "nobody@10.0.0.20".into(),
+        from: "<sip:200@10.0.0.20>;tag=x1".into(),
+        to: "<sip:300@10.0.0.1>;tag=never-issued".into(),
+        target: "sip:10.0.0.1:5060".into(),
+        contact: "<sip:200@10.0.0.20:50952>".into(),
+        cseq: 1,
+    };
+    for method in ["BYE", "INFO", "INVITE", "UPDATE"] {
+        let out = h.feed(phone(), &stranger.request(method, &[], ""));
+        let r = resp_to(&out, phone(), 481);
+        assert_eq!(cseq(&r), format!("{} {method}", stranger.cseq));
+        assert_eq!(out.iter().filter(|(_, t)| !is_resp(t, 100)).count(), 1, "{}", dump(&out));
+    }
+    h.assert_clean();
+}
+
+#[test]
+fn ack_for_an_unknown_dialog_is_dropped_silently() {
+    let mut h = Harness::new();
+    let stranger = Peer {
+        flow: phone(),
+        call_id: "nobody@10.0.0.20".into(),
+        from: "<sip:200@10.0.0.20>;tag=x1".into(),
+        to: "<sip:300@10.0.0.1>;tag=never-issued".into(),
+        target: "sip:10.0.0.1:5060".into(),
+        contact: "<sip:200@10.0.0.20:50952>".into(),
+        cseq: 1,
+    };
+    let out = h.feed(phone(), &stranger.ack(1, ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+    h.assert_clean();
+}
+
+#[test]
+fn invite_with_one_of_our_own_b_call_ids_is_a_loop_482() {
+    let mut h = Harness::new();
+    let out = h.feed(phone(), &microsip_invite(true));
+    let b = req_to(&out, itsp(), "INVITE");
+    // The ITSP routes it straight back to us.
+    let looped = rewrite(&b, None, |l| {
+        if l.starts_with("Via:") {
+            vec![
+                l.to_string(),
+                format!("Via: SIP/2.0/UDP 198.51.100.10:5060;branch={}", new_branch()),
+            ]
+        } else {
+            vec![l.to_string()]
+        }
+    });
+    let looped = looped.replacen(
+        "INVITE sip:0123456789@198.51.100.10:5060",
+        "INVITE sip:0123456789@203.0.113.1",
+        1,
+    );
+    let out = h.feed(itsp(), &looped);
+    let r = resp_to(&out, itsp(), 482);
+    assert_eq!(call_id(&r), call_id(&b));
+    none_to(&out, pbx());
+    assert_eq!(h.shard.b2bua().calls(), 1, "only the original call");
+}
+
+#[test]
+fn invite_matching_no_route_gets_404() {
+    let cfg = CONFIG.replace(
+        "  - name: lan-out\n    from: lan\n",
+        "  - name: lan-out\n    from: lan\n    match: {prefix: \"9\"}\n",
+    );
+    assert_ne!(cfg, CONFIG);
+    let mut h = Harness::with_config(&cfg);
+    let out = h.feed(phone(), &microsip_invite(true));
+    let r = resp_to(&out, phone(), 404);
+    assert!(to_tag(&r).is_some());
+    assert_eq!(count(&out, |_, t| is_req(t, "INVITE")), 0);
+    // A number with the prefix goes out.
+    let inv = invite(phone(), "sip:90123@10.0.0.1", &[], &sdp("10.0.0.20", 4000, "sendrecv"));
+    let out = h.feed(phone(), &inv);
+    req_to(&out, itsp(), "INVITE");
+}
+
+#[test]
+fn register_gets_405_with_allow() {
+    let mut h = Harness::new();
+    let reg = vector("seed002/d2_10_register1.sip");
+    let out = h.feed(phone(), &reg);
+    let (_, r) = only(&out, "405", |_, t| is_resp(t, 405));
+    assert!(msg(r).has_option_tag("Allow", "INVITE"), "{r}");
+    assert!(!msg(r).has_option_tag("Allow", "REGISTER"), "{r}");
+    assert_eq!(out.len(), 1, "{}", dump(&out));
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 12. Timer C
+// =============================================================================================
+
+#[test]
+fn ringing_too_long_cancels_b_and_answers_a_408_after_b_487() {
+    let cfg = format!("{CONFIG}timers:\n  invite_ring_timeout: 10s\n");
+    let mut h = Harness::with_config(&cfg);
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let b = req_to(&out, itsp(), "INVITE");
+    let out = h.feed(itsp(), &reply(&b, 180, Some("b1"), &[], ""));
+    resp_to(&out, phone(), 180);
+    let out = h.advance(Duration::from_secs(10) - Duration::from_millis(1));
+    assert!(out.is_empty(), "{}", dump(&out));
+    let out = h.advance(Duration::from_millis(1));
+    let cancel = req_to(&out, itsp(), "CANCEL");
+    assert_eq!(branch(&cancel), branch(&b));
+    assert!(hdr(&cancel, "Reason").contains("408"), "{cancel}");
+    none_to(&out, phone());
+    h.feed(itsp(), &reply(&cancel, 200, Some("b1"), &[], ""));
+    let out = h.feed(itsp(), &reply(&b, 487, Some("b1"), &[], ""));
+    req_to(&out, itsp(), "ACK");
+    let timeout = resp_to(&out, phone(), 408);
+    assert_eq!(cseq(&timeout), "6521 INVITE");
+    h.feed(phone(), &ack_non_2xx(&inv, &timeout));
+    assert_eq!(h.shard.b2bua().calls(), 0);
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 13. No leaked state
+// =============================================================================================
+
+#[test]
+fn no_state_left_after_calls_interleaved_in_one_shard() {
+    let mut h = Harness::new();
+    // Call 1: answered; call 2: rejected; call 3: cancelled; all at once.
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    let inv2 = invite(phone(), "sip:222@10.0.0.1", &[], &sdp("10.0.0.20", 4002, "sendrecv"));
+    let b2 = req_to(&h.feed(phone(), &inv2), itsp(), "INVITE");
+    let inv3 = invite(phone(), "sip:333@10.0.0.1", &[], &sdp("10.0.0.20", 4004, "sendrecv"));
+    let b3 = req_to(&h.feed(phone(), &inv3), itsp(), "INVITE");
+    assert_eq!(h.shard.b2bua().calls(), 3);
+    let out = h.feed(itsp(), &reply(&b2, 603, Some("r2"), &[], ""));
+    let decline = resp_to(&out, phone(), 603);
+    h.feed(phone(), &ack_non_2xx(&inv2, &decline));
+    h.feed(itsp(), &reply(&b3, 180, Some("r3"), &[], ""));
+    let out = h.feed(phone(), &cancel_of(&inv3));
+    let r487 = resp_to(&out, phone(), 487);
+    let cancel = req_to(&out, itsp(), "CANCEL");
+    h.feed(phone(), &ack_non_2xx(&inv3, &r487));
+    h.feed(itsp(), &reply(&cancel, 200, Some("r3"), &[], ""));
+    h.feed(itsp(), &reply(&b3, 487, Some("r3"), &[], ""));
+    assert_eq!(h.shard.b2bua().calls(), 1);
+    hang_up_from_a(&mut h, &mut up);
+    h.assert_clean();
+}
+
+#[test]
+fn no_state_left_after_failover_following_early_dialogs() {
+    let mut h = Harness::new();
+    let inv = microsip_invite(true);
+    let out = h.feed(phone(), &inv);
+    let first = req_to(&out, itsp(), "INVITE");
+    // Two early dialogs on the first target, then it gives up.
+    let out =
+        h.feed(itsp(), &reply(&first, 180, Some("e1"), &["Contact: <sip:e1@198.51.100.10>"], ""));
+    let first_a_tag = to_tag(&resp_to(&out, phone(), 180));
+    h.feed(itsp(), &reply(&first, 180, Some("e2"), &["Contact: <sip:e2@198.51.100.10>"], ""));
+    let out = h.feed(itsp(), &reply(&first, 503, Some("e2"), &[], ""));
+    let second = req_to(&out, itsp_backup(), "INVITE");
+    let c = "Contact: <sip:callee@198.51.100.11>";
+    let out = h.feed(itsp_backup(), &reply(&second, 180, Some("k1"), &[c], ""));
+    let ring = resp_to(&out, phone(), 180);
+    assert_eq!(to_tag(&ring), first_a_tag, "the early dialog A knows goes on");
+    let out = h
+        .feed(itsp_backup(), &reply(&second, 200, Some("k1"), &[c], &sdp("198.51.100.21", 1, "x")));
+    let a_ok = resp_to(&out, phone(), 200);
+    let mut a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    let out = h.feed(phone(), &a.request("BYE", &[], ""));
+    let bye = req_to(&out, itsp_backup(), "BYE");
+    h.feed(itsp_backup(), &reply(&bye, 200, None, &[], ""));
+    h.assert_clean();
+}
+
+#[test]
+fn no_state_left_after_a_failed_call_and_an_unanswered_bye() {
+    let mut h = Harness::new();
+    let mut up = establish(&mut h, phone(), &microsip_invite(true));
+    // B never answers our BYE: Timer F ends it.
+    let out = h.feed(phone(), &up.a.request("BYE", &[], ""));
+    req_to(&out, itsp(), "BYE");
+    h.assert_clean();
+}
+
+// =============================================================================================
+// 14. Inbound calls
+// =============================================================================================
+
+#[test]
+fn call_from_trunk_routes_to_the_pbx_and_back() {
+    let mut h = Harness::new();
+    let inv = invite(itsp(), "sip:100@203.0.113.1", &[], &sdp("198.51.100.20", 20000, "sendrecv"));
+    let mut up = establish(&mut h, itsp(), &inv);
+    assert_eq!(up.b.flow, pbx());
+    assert!(
+        up.b_invite.starts_with("INVITE sip:100@10.0.0.50:5060 SIP/2.0\r\n"),
+        "{}",
+        up.b_invite
+    );
+    assert_eq!(hdr(&up.a_ok, "Contact"), "<sip:203.0.113.1:5060>");
+    assert_eq!(call_id(&up.a_ok), call_id(&inv));
+    assert_eq!(up.a_invite, inv);
+    // The PBX hangs up.
+    let out = h.feed(pbx(), &up.b.request("BYE", &[], ""));
+    resp_to(&out, pbx(), 200);
+    let bye = req_to(&out, itsp(), "BYE");
+    assert_eq!(call_id(&bye), call_id(&inv));
+    h.feed(itsp(), &up.a.answer(&bye, 200, &[], ""));
+    h.assert_clean();
+}

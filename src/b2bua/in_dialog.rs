@@ -1,7 +1,7 @@
 //! Requests within a call: ACK, BYE, re-INVITE (with glare), PRACK from A, and everything else
 //! relayed to the other leg (UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS).
 
-use super::b2bua::{B2bua, ClientRole};
+use super::dispatch::{B2bua, ClientRole};
 use super::call::{CallKey, CallState, EndCause, PendingReinvite, Side};
 use super::local::relay_response;
 use super::reply::ReplyTemplate;

@@ -1,7 +1,7 @@
 //! The initial INVITE: routing, building leg B, provisionals and forks, PRACK, the 2xx, CANCEL,
 //! Timer C, and fail-over to the next target.
 
-use super::b2bua::{B2bua, ClientRole};
+use super::dispatch::{B2bua, ClientRole};
 use super::call::{
     Call, CallKey, CallState, EndCause, Fork, InitialInvite, ReliableProvisional, Side, Unacked2xx,
 };

@@ -1,7 +1,7 @@
 //! What sipborder answers itself (OPTIONS keepalives, refusals) and out-of-dialog requests
 //! relayed without a call (MESSAGE, OPTIONS to a user), plus response relaying helpers.
 
-use super::b2bua::{B2bua, ClientRole};
+use super::dispatch::{B2bua, ClientRole};
 use super::initial::local_contact;
 use super::reply::ReplyTemplate;
 use crate::policy::topology::copy_crossing;

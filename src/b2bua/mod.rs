@@ -6,8 +6,7 @@
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
 //! provisional retransmission).
 
-#[allow(clippy::module_inception)]
-mod b2bua;
+mod dispatch;
 pub mod call;
 mod call_timers;
 mod in_dialog;
@@ -18,6 +17,6 @@ pub mod router;
 #[cfg(test)]
 mod tests;
 
-pub use b2bua::{B2bua, B2buaStats, CallRecord};
+pub use dispatch::{B2bua, B2buaStats, CallRecord};
 pub use call::{CallKey, Side};
 pub use router::{Router, TrunkId};

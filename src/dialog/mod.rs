@@ -1,8 +1,7 @@
 //! Dialog state per leg (RFC 3261 §12): identifiers, CSeq spaces, route set, remote target,
 //! and the construction of requests within a dialog.
 
-#[allow(clippy::module_inception)]
-pub mod dialog;
+pub mod state;
 pub mod uri;
 
-pub use dialog::{Dialog, DialogState};
+pub use state::{Dialog, DialogState};

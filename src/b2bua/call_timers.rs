@@ -1,8 +1,8 @@
 //! Per-call retransmissions the UA core owns: the 2xx to an INVITE until its ACK
 //! (RFC 3261 §13.3.1.4) and reliable provisionals until their PRACK (RFC 3262 §3).
 
-use super::dispatch::B2bua;
 use super::call::EndCause;
+use super::dispatch::B2bua;
 use crate::transaction::TransactionLayer;
 use std::cmp::Reverse;
 use std::time::Instant;

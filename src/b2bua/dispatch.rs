@@ -10,8 +10,9 @@ use crate::transport::flow::Flow;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rsip::{Header, Method};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -99,11 +100,11 @@ impl B2bua {
             router,
             rng: SmallRng::from_entropy(),
             next_call: 1,
-            calls: HashMap::new(),
-            dialogs: HashMap::new(),
-            own_call_ids: HashSet::new(),
-            clients: HashMap::new(),
-            invite_servers: HashMap::new(),
+            calls: HashMap::default(),
+            dialogs: HashMap::default(),
+            own_call_ids: HashSet::default(),
+            clients: HashMap::default(),
+            invite_servers: HashMap::default(),
             wakeups: BinaryHeap::new(),
             stats: B2buaStats::default(),
             finished: Vec::new(),

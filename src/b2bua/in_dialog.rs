@@ -1,8 +1,8 @@
 //! Requests within a call: ACK, BYE, re-INVITE (with glare), PRACK from A, and everything else
 //! relayed to the other leg (UPDATE, INFO, MESSAGE, NOTIFY, REFER, OPTIONS).
 
-use super::dispatch::{B2bua, ClientRole};
 use super::call::{CallKey, CallState, EndCause, PendingReinvite, Side};
+use super::dispatch::{B2bua, ClientRole};
 use super::local::relay_response;
 use super::reply::ReplyTemplate;
 use crate::dialog::uri::contact_uri;

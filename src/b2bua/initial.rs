@@ -1,10 +1,10 @@
 //! The initial INVITE: routing, building leg B, provisionals and forks, PRACK, the 2xx, CANCEL,
 //! Timer C, and fail-over to the next target.
 
-use super::dispatch::{B2bua, ClientRole};
 use super::call::{
     Call, CallKey, CallState, EndCause, Fork, InitialInvite, ReliableProvisional, Side, Unacked2xx,
 };
+use super::dispatch::{B2bua, ClientRole};
 use super::local::{relay_response, strip_tag};
 use super::reply::ReplyTemplate;
 use crate::dialog::uri::{contact_uri, route_entries};
@@ -231,7 +231,9 @@ impl B2bua {
         self.own_call_ids.insert(call_id.clone());
         self.dialogs.insert((call_id, b_tag), (key, Side::B));
         self.clients.insert(ctx, ClientRole::Initial(key));
-        tracing::debug!(a_call_id = %call_index_a(&self.calls, key), trunk = %trunk.name, "INVITE sent on leg B");
+        if let Some(call) = self.calls.get(&key) {
+            tracing::debug!(a_call_id = %call.a.call_id, trunk = %trunk.name, "INVITE sent on leg B");
+        }
     }
 
     /// Finds or creates the fork for a response from B carrying `to_tag`.
@@ -633,8 +635,4 @@ impl B2bua {
         let t = tl.send_request(now, bye, d.flow);
         self.clients.insert(t, ClientRole::Discard);
     }
-}
-
-fn call_index_a(calls: &std::collections::HashMap<CallKey, Call>, key: CallKey) -> String {
-    calls.get(&key).map(|c| c.a.call_id.clone()).unwrap_or_default()
 }

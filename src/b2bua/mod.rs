@@ -6,9 +6,9 @@
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
 //! provisional retransmission).
 
-mod dispatch;
 pub mod call;
 mod call_timers;
+mod dispatch;
 mod in_dialog;
 mod initial;
 mod local;
@@ -17,6 +17,6 @@ pub mod router;
 #[cfg(test)]
 mod tests;
 
-pub use dispatch::{B2bua, B2buaStats, CallRecord};
 pub use call::{CallKey, Side};
+pub use dispatch::{B2bua, B2buaStats, CallRecord};
 pub use router::{Router, TrunkId};

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rsip::{Header, Method};
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -104,10 +105,10 @@ impl TransactionLayer {
             zones,
             next_id: 1,
             rng: SmallRng::from_entropy(),
-            entries: HashMap::new(),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            internal: HashSet::new(),
+            entries: HashMap::default(),
+            clients: HashMap::default(),
+            servers: HashMap::default(),
+            internal: HashSet::default(),
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             events: VecDeque::new(),

@@ -210,6 +210,8 @@ pub struct Call {
     pub byes_pending: u8,
     /// When the INVITE arrived.
     pub started: Instant,
+    /// When the first 18x arrived from B.
+    pub first_provisional: Option<Instant>,
     /// When the 2xx arrived.
     pub answered: Option<Instant>,
 }

@@ -64,6 +64,8 @@ pub struct CallRecord {
     pub cause: EndCause,
     /// INVITE arrival.
     pub started: Instant,
+    /// First provisional (18x) from B, if any.
+    pub first_provisional: Option<Instant>,
     /// Answer, if answered.
     pub answered: Option<Instant>,
     /// End.
@@ -343,6 +345,7 @@ impl B2bua {
             final_code,
             cause: call.end_cause.unwrap_or(EndCause::Bye(Side::A)),
             started: call.started,
+            first_provisional: call.first_provisional,
             answered: call.answered,
             ended: now,
         });

@@ -126,6 +126,7 @@ impl B2bua {
             end_cause: None,
             byes_pending: 0,
             started: now,
+            first_provisional: None,
             answered: None,
         };
         self.dialogs.insert((call.a.call_id.clone(), a_tag), (key, Side::A));
@@ -299,6 +300,7 @@ impl B2bua {
         let fork = self.fork_for(key, &msg);
         let t1 = tl.timer_config().t1;
         let Some(call) = self.calls.get_mut(&key) else { return };
+        call.first_provisional.get_or_insert(now);
         let Some(init) = call.initial.as_ref() else { return };
         if init.cancelled.is_some() {
             return;

@@ -1,5 +1,6 @@
 //! What is recorded when a call ends.
 
+use super::names;
 use crate::b2bua::CallRecord;
 
 /// Result label of a finished call (bounded set).
@@ -20,7 +21,7 @@ pub fn result_label(code: u16) -> &'static str {
 pub fn record_finished(rec: &CallRecord) {
     let trunk = rec.b_trunk.clone().unwrap_or_else(|| "none".to_string());
     metrics::counter!(
-        "sipborder_calls_total",
+        names::CALLS_TOTAL,
         "zone" => rec.a_zone.clone(),
         "trunk" => trunk,
         "result" => result_label(rec.final_code)

@@ -37,8 +37,8 @@ pub async fn sample_gauges(stats: Arc<SharedStats>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        metrics::gauge!("sipborder_calls_active").set(stats.calls() as f64);
-        metrics::gauge!("sipborder_dialogs").set(stats.dialogs() as f64);
-        metrics::gauge!("sipborder_transactions").set(stats.transactions() as f64);
+        metrics::gauge!(super::names::CALLS_ACTIVE).set(stats.calls() as f64);
+        metrics::gauge!(super::names::DIALOGS).set(stats.dialogs() as f64);
+        metrics::gauge!(super::names::TRANSACTIONS).set(stats.transactions() as f64);
     }
 }

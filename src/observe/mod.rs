@@ -3,3 +3,4 @@
 pub mod calls;
 pub mod logging;
 pub mod metrics;
+pub mod names;

@@ -3,6 +3,7 @@
 
 use super::outbound::Outbound;
 use super::shard_task::ShardInput;
+use crate::observe::names;
 use crate::sip::callid::shard_of;
 use crate::sip::message::Transport;
 use crate::sip::parse::{parse, Limits, ParseError};
@@ -71,21 +72,57 @@ impl Dispatcher {
         let flow = Flow { zone, transport, remote: source, conn };
         match parse(bytes, &self.limits) {
             Ok(msg) => {
-                metrics::counter!("sipborder_sip_messages_received_total", "kind" => if msg.is_request() { "request" } else { "response" }).increment(1);
+                match msg.status() {
+                    None => metrics::counter!(names::SIP_REQUESTS_TOTAL, "method" => method_label(msg.method())).increment(1),
+                    Some(code) => metrics::counter!(names::SIP_RESPONSES_TOTAL, "class" => class_label(code)).increment(1),
+                }
                 let i = shard_of(&msg.call_id, self.shards.len());
                 if let Some(s) = self.shards.get(i) {
                     let _ = s.send(ShardInput::Message(msg, flow)).await;
                 }
             }
             Err(ParseError::Answer { code, response, via, .. }) => {
-                metrics::counter!("sipborder_sip_parse_errors_total", "action" => "answered", "code" => code.to_string()).increment(1);
+                metrics::counter!(names::SIP_PARSE_ERRORS_TOTAL, "action" => "answered", "code" => code.to_string()).increment(1);
                 let to = response_flow(&via, flow);
                 self.outbound.send(Transmit { flow: to, bytes: Bytes::from(response) });
             }
             Err(ParseError::Drop { reason }) => {
-                metrics::counter!("sipborder_sip_parse_errors_total", "action" => "dropped", "reason" => reason.label()).increment(1);
+                metrics::counter!(names::SIP_PARSE_ERRORS_TOTAL, "action" => "dropped", "reason" => reason.label()).increment(1);
                 tracing::debug!(%source, reason = reason.label(), "dropped unparseable message");
             }
         }
+    }
+}
+
+/// Bounded label for a method.
+pub fn method_label(m: rsip::Method) -> &'static str {
+    use rsip::Method::*;
+    match m {
+        Ack => "ACK",
+        Bye => "BYE",
+        Cancel => "CANCEL",
+        Info => "INFO",
+        Invite => "INVITE",
+        Message => "MESSAGE",
+        Notify => "NOTIFY",
+        Options => "OPTIONS",
+        PRack => "PRACK",
+        Publish => "PUBLISH",
+        Refer => "REFER",
+        Register => "REGISTER",
+        Subscribe => "SUBSCRIBE",
+        Update => "UPDATE",
+    }
+}
+
+/// Bounded label for a status code's class.
+pub fn class_label(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
     }
 }

@@ -115,7 +115,7 @@ impl Outbound {
 
     /// Sends one message; never blocks.
     pub fn send(self: &Arc<Self>, t: Transmit) {
-        metrics::counter!("sipborder_sip_messages_sent_total").increment(1);
+        metrics::counter!(crate::observe::names::SIP_MESSAGES_SENT_TOTAL).increment(1);
         match t.flow.transport {
             Transport::Udp | Transport::Other => self.send_udp(t),
             Transport::Tcp | Transport::Tls => self.send_tcp(t),

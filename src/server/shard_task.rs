@@ -3,6 +3,7 @@
 use super::outbound::Outbound;
 use super::stats::SharedStats;
 use crate::b2bua::Router;
+use crate::observe::names;
 use crate::shard::Shard;
 use crate::sip::message::SipMsg;
 use crate::transaction::TimerConfig;

@@ -127,7 +127,7 @@ pub async fn run_connection(
                     if let Some((head, code, reason)) = answer {
                         d.answer_unframed(zone, remote, id, head, code, reason);
                     }
-                    metrics::counter!("sipborder_sip_parse_errors_total", "action" => if fatal { "closed" } else { "answered" }, "reason" => "framing").increment(1);
+                    metrics::counter!(crate::observe::names::SIP_PARSE_ERRORS_TOTAL, "action" => if fatal { "closed" } else { "answered" }, "reason" => "framing").increment(1);
                     if fatal {
                         tracing::info!(%remote, error = %e, "tcp framing error, closing connection");
                         break 'conn;

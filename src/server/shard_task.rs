@@ -45,6 +45,7 @@ pub async fn run(
     out: Arc<Outbound>,
     stats: Arc<SharedStats>,
 ) {
+    let mut last = shard.transactions().stats();
     loop {
         let deadline = shard.poll_timeout();
         let sleep = async {
@@ -80,6 +81,16 @@ pub async fn run(
             shard.b2bua().dialogs(),
             shard.transactions().len(),
         );
+        let now_stats = shard.transactions().stats();
+        if now_stats.retransmissions != last.retransmissions {
+            metrics::counter!(names::TRANSACTION_RETRANSMISSIONS_TOTAL)
+                .increment(now_stats.retransmissions - last.retransmissions);
+        }
+        if now_stats.timeouts != last.timeouts {
+            metrics::counter!(names::TRANSACTION_TIMEOUTS_TOTAL)
+                .increment(now_stats.timeouts - last.timeouts);
+        }
+        last = now_stats;
     }
 }
 

@@ -7,5 +7,6 @@ pub mod headers;
 pub mod message;
 pub mod normalize;
 pub mod parse;
+pub mod sdp;
 pub mod token;
 pub mod wire;

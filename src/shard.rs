@@ -5,11 +5,13 @@
 //! `server` owns the sockets and the clock; tests drive a shard with a fake clock.
 
 use crate::b2bua::{B2bua, Router};
+use crate::media::controller::NullRelay;
+use crate::media::{MediaController, MediaSettings, RelayControl};
 use crate::sip::message::SipMsg;
 use crate::transaction::{TimerConfig, TransactionLayer};
 use crate::transport::flow::{Flow, Transmit};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One signalling shard.
 #[derive(Debug)]
@@ -19,10 +21,44 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Shard `index` of `count`, with `router` and `timers`.
+    /// Shard `index` of `count`, with `router` and `timers`, anchoring media on a relay that
+    /// moves no packets (unit tests).
     pub fn new(index: usize, count: usize, router: Arc<Router>, timers: TimerConfig) -> Shard {
+        let settings = MediaSettings { learning_window: Duration::from_secs(3), timeout: None };
+        Self::with_relay(
+            index,
+            count,
+            router,
+            timers,
+            Arc::new(NullRelay),
+            settings,
+            Duration::from_secs(2),
+        )
+    }
+
+    /// Shard `index` of `count` anchoring media on `relay`.
+    pub fn with_relay(
+        index: usize,
+        count: usize,
+        router: Arc<Router>,
+        timers: TimerConfig,
+        relay: Arc<dyn RelayControl>,
+        settings: MediaSettings,
+        quarantine: Duration,
+    ) -> Shard {
         let zones = router.zones.iter().map(|z| z.address.clone()).collect();
-        Shard { tl: TransactionLayer::new(timers, zones), b2b: B2bua::new(index, count, router) }
+        let media_zones = MediaController::zones_for_shard(&router, index, count, quarantine);
+        let media = MediaController::new(index, media_zones, relay, settings);
+        Shard {
+            tl: TransactionLayer::new(timers, zones),
+            b2b: B2bua::new(index, count, router, media),
+        }
+    }
+
+    /// A relay event for one of this shard's calls.
+    pub fn handle_relay_event(&mut self, now: Instant, ev: crate::media::relay::RelayEvent) {
+        self.b2b.handle_relay_event(now, ev, &mut self.tl);
+        self.pump(now);
     }
 
     fn pump(&mut self, now: Instant) {

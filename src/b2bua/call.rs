@@ -71,6 +71,10 @@ pub enum EndCause {
     NoAnswer,
     /// A 2xx was never ACKed, or an in-dialog refresh failed.
     SessionFailure,
+    /// No RTP for the configured media timeout.
+    MediaTimeout,
+    /// No relay ports were free.
+    NoMediaPorts,
 }
 
 /// One early or confirmed dialog on B and the A tag it is presented under.
@@ -159,6 +163,8 @@ pub struct InitialInvite {
     pub attempt: usize,
     /// A CANCELled, or the ring timeout fired: answer A with this once B's final arrives.
     pub cancelled: Option<u16>,
+    /// Media handling of the route.
+    pub media_mode: crate::config::MediaMode,
 }
 
 /// A bridged call.
@@ -208,6 +214,8 @@ pub struct Call {
     pub end_cause: Option<EndCause>,
     /// BYEs we sent and still wait for.
     pub byes_pending: u8,
+    /// Media of the call (None before the first attempt).
+    pub media: Option<crate::media::MediaSession>,
     /// When the INVITE arrived.
     pub started: Instant,
     /// When the first 18x arrived from B.

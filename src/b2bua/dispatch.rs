@@ -3,6 +3,7 @@
 use super::call::{Call, CallKey, CallState, EndCause, Side};
 use super::reply::ReplyTemplate;
 use super::router::Router;
+use crate::media::{MediaController, MediaTotals};
 use crate::sip::headers::make;
 use crate::sip::message::SipMsg;
 use crate::transaction::{TransactionLayer, TxEvent, TxId};
@@ -26,7 +27,7 @@ pub(crate) enum ClientRole {
     /// A non-INVITE request relayed within the call; its response goes back through `server_tx`.
     Relay { call: CallKey, from: Side, server_tx: TxId, reply: ReplyTemplate },
     /// A PRACK on B; when A's PRACK caused it, its answer goes back to A.
-    Prack { a_prack: Option<(TxId, ReplyTemplate)> },
+    Prack { call: CallKey, a_prack: Option<(TxId, ReplyTemplate)> },
     /// A BYE we sent as part of ending the call.
     Bye(CallKey),
     /// A request whose outcome does not matter (BYE to a losing fork).
@@ -70,6 +71,8 @@ pub struct CallRecord {
     pub answered: Option<Instant>,
     /// End.
     pub ended: Instant,
+    /// Media totals [A→B, B→A] (zero for calls not anchored).
+    pub media: [MediaTotals; 2],
 }
 
 /// The B2BUA of one signalling shard.
@@ -91,11 +94,12 @@ pub struct B2bua {
     pub(crate) wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
     pub(crate) stats: B2buaStats,
     pub(crate) finished: Vec<CallRecord>,
+    pub(crate) media: MediaController,
 }
 
 impl B2bua {
-    /// A B2BUA for shard `shard` of `shards`, routing with `router`.
-    pub fn new(shard: usize, shards: usize, router: Arc<Router>) -> Self {
+    /// A B2BUA for shard `shard` of `shards`, routing with `router`, anchoring with `media`.
+    pub fn new(shard: usize, shards: usize, router: Arc<Router>, media: MediaController) -> Self {
         B2bua {
             shard,
             shards,
@@ -110,6 +114,7 @@ impl B2bua {
             wakeups: BinaryHeap::new(),
             stats: B2buaStats::default(),
             finished: Vec::new(),
+            media,
         }
     }
 
@@ -131,6 +136,11 @@ impl B2bua {
     /// Dialogs indexed (one per leg and fork).
     pub fn dialogs(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// The media controller (port usage, open pairs).
+    pub fn media(&self) -> &MediaController {
+        &self.media
     }
 
     /// Counters.
@@ -239,13 +249,27 @@ impl B2bua {
         }
         match role {
             ClientRole::Initial(call) => self.on_initial_response(now, tx, call, msg, flow, tl),
-            ClientRole::ReInvite(call) => self.on_reinvite_response(now, call, msg, tl),
-            ClientRole::Relay { call, from, server_tx, reply } => {
-                self.on_relay_response(now, call, from, server_tx, &reply, &msg, tl)
+            ClientRole::ReInvite(call) => {
+                self.on_reinvite_response(now, call, msg, flow.remote.ip(), tl)
             }
-            ClientRole::Prack { a_prack, .. } => {
+            ClientRole::Relay { call, from, server_tx, reply } => self.on_relay_response(
+                now,
+                call,
+                from,
+                server_tx,
+                &reply,
+                &msg,
+                flow.remote.ip(),
+                tl,
+            ),
+            ClientRole::Prack { call, a_prack } => {
                 if let Some((stx, reply)) = a_prack {
-                    let resp = super::local::relay_response(&msg, &reply, None, None);
+                    let mut resp = super::local::relay_response(&msg, &reply, None, None);
+                    if let Some(b) =
+                        self.cross_sdp_lenient(now, call, Side::B, &msg, flow.remote.ip())
+                    {
+                        resp.body = b;
+                    }
                     let _ = tl.respond(now, stx, resp);
                 }
             }
@@ -318,7 +342,12 @@ impl B2bua {
 
     /// Removes a call and its indexes, recording how it ended.
     pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
-        let Some(call) = self.calls.remove(&key) else { return };
+        let Some(mut call) = self.calls.remove(&key) else { return };
+        let mut media = [MediaTotals::default(); 2];
+        if let Some(mut session) = call.media.take() {
+            media = self.media.totals(&session);
+            self.media.close(now, &mut session);
+        }
         self.dialogs.remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
         for f in &call.forks {
             self.dialogs.remove(&(call.a.call_id.clone(), f.a_tag.clone()));
@@ -348,6 +377,7 @@ impl B2bua {
             first_provisional: call.first_provisional,
             answered: call.answered,
             ended: now,
+            media,
         });
         if self.finished.len() > 4096 {
             // Nobody is draining records (tests, or metrics off): keep memory bounded.

@@ -189,6 +189,19 @@ impl B2bua {
         let other = side.other();
         let reply = ReplyTemplate::of(&msg, flow.remote);
         let offerless = msg.body().is_empty();
+        let body = match self.cross_sdp(now, key, side, &msg, flow.remote.ip()) {
+            Ok(Some(b)) => b,
+            Ok(None) => msg.body().to_vec(),
+            Err(e) => {
+                // The session stays as it was (RFC 3264 §8: a refused re-offer changes nothing).
+                let (code, reason) = match e {
+                    crate::media::MediaError::NoPorts(_) => (503, "No Media Ports"),
+                    _ => (488, "Not Acceptable Here"),
+                };
+                self.reply_local(now, tl, tx, &msg, flow, code, Some(reason), &[]);
+                return;
+            }
+        };
         let Some(call) = self.calls.get_mut(&key) else { return };
         if let Some(t) = msg.header("Contact").and_then(contact_uri) {
             if let Some(d) = call.dialog_mut(side) {
@@ -202,7 +215,7 @@ impl B2bua {
         let cseq = d.next_cseq();
         let mut extra: Vec<Header> = Vec::new();
         copy_crossing(&msg, &mut extra, &[]);
-        let req = d.request(Method::Invite, cseq, extra, msg.body().to_vec());
+        let req = d.request(Method::Invite, cseq, extra, body);
         let f = d.flow;
         let ctx = tl.send_request(now, req, f);
         call.reinvite = Some(PendingReinvite {
@@ -227,6 +240,7 @@ impl B2bua {
         now: Instant,
         key: CallKey,
         msg: SipMsg,
+        source: std::net::IpAddr,
         tl: &mut TransactionLayer,
     ) {
         let code = msg.status().unwrap_or(0);
@@ -243,7 +257,13 @@ impl B2bua {
         let from = r.from;
         let to = from.other();
         let contact = call.dialog(from).map(|d| d.local_contact.clone());
-        let resp = relay_response(&msg, &r.reply, None, contact.as_deref());
+        let mut resp = relay_response(&msg, &r.reply, None, contact.as_deref());
+        if code < 300 {
+            if let Some(b) = self.cross_sdp_lenient(now, key, to, &msg, source) {
+                resp.body = b;
+            }
+        }
+        let Some(call) = self.calls.get_mut(&key) else { return };
         match code {
             101..=199 => {
                 let _ = tl.respond(now, r.server_tx, resp);
@@ -307,9 +327,9 @@ impl B2bua {
     /// The ACK of a 2xx (outside transactions).
     pub(crate) fn on_ack(
         &mut self,
-        _now: Instant,
+        now: Instant,
         msg: SipMsg,
-        _flow: Flow,
+        flow: Flow,
         tl: &mut TransactionLayer,
     ) {
         let Some((key, side)) = self.lookup(&msg.call_id, msg.to_tag.as_deref()) else { return };
@@ -322,15 +342,19 @@ impl B2bua {
         if call.state == CallState::Answered && side == Side::A {
             call.state = CallState::Confirmed;
         }
-        if let Some(out_cseq) = u.forward_ack {
-            let other = side.other();
-            if let Some(d) = call.dialog(other) {
-                let mut extra = Vec::new();
-                copy_crossing(&msg, &mut extra, &[]);
-                let ack = d.request(Method::Ack, out_cseq, extra, msg.body().to_vec());
-                let bytes = tl.send_stateless(ack, d.flow);
-                call.last_ack[other.idx()] = Some((out_cseq, bytes));
-            }
+        let Some(out_cseq) = u.forward_ack else { return };
+        // Delayed offer: this ACK carries the answer, which goes on in the other leg's ACK.
+        let body = self
+            .cross_sdp_lenient(now, key, side, &msg, flow.remote.ip())
+            .unwrap_or_else(|| msg.body().to_vec());
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let other = side.other();
+        if let Some(d) = call.dialog(other) {
+            let mut extra = Vec::new();
+            copy_crossing(&msg, &mut extra, &[]);
+            let ack = d.request(Method::Ack, out_cseq, extra, body);
+            let bytes = tl.send_stateless(ack, d.flow);
+            call.last_ack[other.idx()] = Some((out_cseq, bytes));
         }
     }
 
@@ -394,6 +418,18 @@ impl B2bua {
                 }
             }
         }
+        let body = match self.cross_sdp(now, key, side, &msg, flow.remote.ip()) {
+            Ok(Some(b)) => b,
+            Ok(None) => msg.body().to_vec(),
+            Err(e) => {
+                let (code, reason) = match e {
+                    crate::media::MediaError::NoPorts(_) => (503, "No Media Ports"),
+                    _ => (488, "Not Acceptable Here"),
+                };
+                self.reply_local(now, tl, tx, &msg, flow, code, Some(reason), &[]);
+                return;
+            }
+        };
         let Some(d) = self.target_dialog(key, side, &msg) else {
             self.reply_local(now, tl, tx, &msg, flow, 481, None, &[]);
             return;
@@ -401,7 +437,7 @@ impl B2bua {
         let cseq = d.next_cseq();
         let mut extra: Vec<Header> = Vec::new();
         copy_crossing(&msg, &mut extra, &[]);
-        let req = d.request(method, cseq, extra, msg.body().to_vec());
+        let req = d.request(method, cseq, extra, body);
         let f = d.flow;
         let ctx = tl.send_request(now, req, f);
         let reply = ReplyTemplate::of(&msg, flow.remote);
@@ -418,6 +454,7 @@ impl B2bua {
         server_tx: TxId,
         reply: &ReplyTemplate,
         msg: &SipMsg,
+        source: std::net::IpAddr,
         tl: &mut TransactionLayer,
     ) {
         let code = msg.status().unwrap_or(0);
@@ -435,7 +472,12 @@ impl B2bua {
                 d.remote_target = t;
             }
         }
-        let resp = relay_response(msg, reply, None, contact.as_deref());
+        let mut resp = relay_response(msg, reply, None, contact.as_deref());
+        if code < 300 {
+            if let Some(b) = self.cross_sdp_lenient(now, key, from.other(), msg, source) {
+                resp.body = b;
+            }
+        }
         let _ = tl.respond(now, server_tx, resp);
     }
 }

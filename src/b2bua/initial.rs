@@ -1,6 +1,7 @@
 //! The initial INVITE: routing, building leg B, provisionals and forks, PRACK, the 2xx, CANCEL,
 //! Timer C, and fail-over to the next target.
 
+use super::anchoring::has_sdp;
 use super::call::{
     Call, CallKey, CallState, EndCause, Fork, InitialInvite, ReliableProvisional, Side, Unacked2xx,
 };
@@ -9,6 +10,7 @@ use super::local::{relay_response, strip_tag};
 use super::reply::ReplyTemplate;
 use crate::dialog::uri::{contact_uri, route_entries};
 use crate::dialog::{Dialog, DialogState};
+use crate::media::MediaError;
 use crate::policy::topology::copy_crossing;
 use crate::sip::callid::new_call_id;
 use crate::sip::headers::{addr_uri, display_name, make, uri_user};
@@ -66,6 +68,7 @@ impl B2bua {
             return;
         };
         let targets = route.targets.clone();
+        let route_media = route.media;
         let key = self.alloc_call_key();
         let a_tag = new_tag(&mut self.rng);
         let from = msg.header("From").unwrap_or("");
@@ -111,6 +114,7 @@ impl B2bua {
                 targets,
                 attempt: 0,
                 cancelled: None,
+                media_mode: route_media,
             }),
             b_invite_tx: None,
             b_invite_cseq: 0,
@@ -125,6 +129,7 @@ impl B2bua {
             reinvite: None,
             end_cause: None,
             byes_pending: 0,
+            media: None,
             started: now,
             first_provisional: None,
             answered: None,
@@ -148,6 +153,29 @@ impl B2bua {
             return;
         };
         let (trunk_id, trunk) = trunk;
+        let mode = init.media_mode;
+        let offer = has_sdp(&init.msg).then(|| init.msg.body().to_vec());
+        let a_source = call.a.flow.remote.ip();
+        // Media first: the offer toward B carries B-side relay ports, or the call is refused.
+        self.prepare_media(now, key, mode, trunk.zone, offer.as_deref());
+        let anchored_body = match &offer {
+            None => None,
+            Some(o) => match self.cross_body(now, key, Side::A, o, a_source) {
+                Ok(b) => b,
+                Err(e) => {
+                    let (code, reason, cause) = match e {
+                        MediaError::NoPorts(_) => (503, "No Media Ports", EndCause::NoMediaPorts),
+                        MediaError::Sdp(_) => (488, "Bad SDP", EndCause::Refused(488)),
+                        _ => (500, "Media Failure", EndCause::Refused(500)),
+                    };
+                    tracing::warn!(error = %e, code, "call refused: media could not be anchored");
+                    self.refuse_call(now, key, code, reason, cause, tl);
+                    return;
+                }
+            },
+        };
+        let Some(call) = self.calls.get(&key) else { return };
+        let Some(init) = call.initial.as_ref() else { return };
         let msg = &init.msg;
         let flow = Flow::to(trunk.zone, trunk.transport, trunk.addr);
         let zone_host =
@@ -183,7 +211,7 @@ impl B2bua {
         if !require.is_empty() {
             extra.push(make("Require", require.join(", ")));
         }
-        let body = msg.body().to_vec();
+        let body = anchored_body.unwrap_or_else(|| msg.body().to_vec());
 
         let call_id = new_call_id(&mut self.rng, self.shard, self.shards);
         let b_tag = new_tag(&mut self.rng);
@@ -237,6 +265,29 @@ impl B2bua {
         }
     }
 
+    /// Answers A's INVITE with `code` before any B leg exists and ends the call.
+    fn refuse_call(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        code: u16,
+        reason: &str,
+        cause: EndCause,
+        tl: &mut TransactionLayer,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let tag = call.a.local_tag.clone();
+        if let Some(init) = call.initial.as_ref() {
+            let _ = tl.respond(
+                now,
+                init.server_tx,
+                init.reply.response(code, Some(reason), Some(&tag)),
+            );
+        }
+        call.end_cause = Some(cause);
+        self.finish_call(key, now, code);
+    }
+
     /// Finds or creates the fork for a response from B carrying `to_tag`.
     fn fork_for(&mut self, key: CallKey, msg: &SipMsg) -> Option<usize> {
         let tag = msg.to_tag.clone()?;
@@ -280,7 +331,7 @@ impl B2bua {
             return;
         }
         match code {
-            101..=199 => self.on_b_provisional(now, key, msg, tl),
+            101..=199 => self.on_b_provisional(now, key, msg, flow, tl),
             200..=299 => self.on_b_2xx(now, key, msg, flow, tl),
             300..=699 => {
                 self.clients.remove(&tx);
@@ -295,9 +346,21 @@ impl B2bua {
         now: Instant,
         key: CallKey,
         msg: SipMsg,
+        flow: Flow,
         tl: &mut TransactionLayer,
     ) {
         let fork = self.fork_for(key, &msg);
+        // Early media: anchored from the first 18x with SDP (RFC 3960: the last one wins).
+        let cancelled = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.initial.as_ref())
+            .is_none_or(|i| i.cancelled.is_some());
+        let body = if cancelled {
+            None
+        } else {
+            self.cross_sdp_lenient(now, key, Side::B, &msg, flow.remote.ip())
+        };
         let t1 = tl.timer_config().t1;
         let Some(call) = self.calls.get_mut(&key) else { return };
         call.first_provisional.get_or_insert(now);
@@ -313,6 +376,9 @@ impl B2bua {
         let reliable_to_a =
             call.a_100rel && (b_rseq.is_some() || call.a_requires_100rel) && fork.is_some();
         let mut resp = relay_response(&msg, &init.reply, Some(&a_tag), Some(&call.a.local_contact));
+        if let Some(b) = body {
+            resp.body = b;
+        }
         let require = option_tags(&msg, "Require", "100rel");
         let mut hs: Vec<Header> = std::mem::take(&mut resp.headers).into();
         hs.retain(|h| !crate::sip::headers::is_named(h, "Require"));
@@ -362,6 +428,7 @@ impl B2bua {
     ) {
         let Some(call) = self.calls.get_mut(&key) else { return };
         let invite_cseq = call.b_invite_cseq;
+        let a_source = Some(call.a.flow.remote.ip());
         let Some(f) = call.forks.get_mut(fork) else { return };
         let cseq = f.b.next_cseq();
         let mut extra = vec![make("RAck", format!("{rseq} {invite_cseq} INVITE"))];
@@ -372,9 +439,18 @@ impl B2bua {
             }
             None => Vec::new(),
         };
+        let body = match (&from_a, a_source) {
+            (Some((_, _, m)), Some(src)) if has_sdp(m) => {
+                self.cross_sdp_lenient(now, key, Side::A, m, src).unwrap_or(body)
+            }
+            _ => body,
+        };
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(f) = call.forks.get_mut(fork) else { return };
         let req = f.b.request(Method::PRack, cseq, extra, body);
         let t = tl.send_request(now, req, f.b.flow);
-        self.clients.insert(t, ClientRole::Prack { a_prack: from_a.map(|(tx, r, _)| (tx, r)) });
+        self.clients
+            .insert(t, ClientRole::Prack { call: key, a_prack: from_a.map(|(tx, r, _)| (tx, r)) });
     }
 
     fn on_b_2xx(
@@ -399,6 +475,16 @@ impl B2bua {
         let Some(fork) = self.fork_for(key, &msg) else {
             self.discard_2xx(now, &msg, flow, tl);
             return;
+        };
+        let cancelled = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.initial.as_ref())
+            .is_none_or(|i| i.cancelled.is_some());
+        let body = if cancelled {
+            None
+        } else {
+            self.cross_sdp_lenient(now, key, Side::B, &msg, flow.remote.ip())
         };
         let t1 = tl.timer_config().t1;
         let Some(call) = self.calls.get_mut(&key) else { return };
@@ -433,7 +519,10 @@ impl B2bua {
         call.a.local_tag = a_tag.clone();
         call.a.state = DialogState::Confirmed;
         call.state = CallState::Answered;
-        let resp = relay_response(&msg, &init.reply, Some(&a_tag), Some(&call.a.local_contact));
+        let mut resp = relay_response(&msg, &init.reply, Some(&a_tag), Some(&call.a.local_contact));
+        if let Some(b) = body {
+            resp.body = b;
+        }
         let _ = tl.respond(now, init.server_tx, resp.clone());
         let reliable = call.a.flow.transport.is_reliable();
         let give_up = now + t1 * 64;

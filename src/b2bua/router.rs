@@ -1,6 +1,6 @@
 //! The routing table (dial-peer style): which trunk(s) a new call or out-of-dialog request goes to.
 
-use crate::config::{Config, TransportKind};
+use crate::config::{Config, MediaMode, TransportKind};
 use crate::sip::message::Transport;
 use crate::transport::flow::{ZoneAddress, ZoneId};
 use regex::Regex;
@@ -19,6 +19,12 @@ pub struct Zone {
     pub address: ZoneAddress,
     /// IPs this zone listens on (a Request-URI naming one of them is addressed to sipborder).
     pub local_ips: Vec<IpAddr>,
+    /// IP relay sockets bind on.
+    pub media_ip: IpAddr,
+    /// IP written into SDP toward this zone.
+    pub media_sdp_ip: IpAddr,
+    /// Relay port range (inclusive).
+    pub media_ports: (u16, u16),
 }
 
 /// A SIP peer calls are sent to.
@@ -47,6 +53,8 @@ pub struct Route {
     user: Option<Regex>,
     /// Trunks to try in order.
     pub targets: Vec<TrunkId>,
+    /// Media handling of calls on this route.
+    pub media: MediaMode,
 }
 
 impl Route {
@@ -67,6 +75,35 @@ pub struct Router {
     routes: Vec<Route>,
 }
 
+/// Zones that bind relay sockets on the same IP and did not choose their own range would fight
+/// over the same ports: the global range is split evenly between them, in config order.
+fn split_shared_default_ranges(cfg: &Config, zones: &mut [Zone]) {
+    let explicit =
+        |i: usize| cfg.zones.get(i).and_then(|z| z.media.as_ref()).and_then(|m| m.ports).is_some();
+    let mut seen: Vec<IpAddr> = Vec::new();
+    for i in 0..zones.len() {
+        let ip = zones[i].media_ip;
+        if explicit(i) || seen.contains(&ip) {
+            continue;
+        }
+        seen.push(ip);
+        let sharing: Vec<usize> =
+            (0..zones.len()).filter(|&j| !explicit(j) && zones[j].media_ip == ip).collect();
+        if sharing.len() < 2 {
+            continue;
+        }
+        let (lo, hi) = (u32::from(cfg.media.ports.low), u32::from(cfg.media.ports.high));
+        let per = (hi - lo + 1) / sharing.len() as u32 / 2 * 2;
+        for (k, &j) in sharing.iter().enumerate() {
+            let start = lo + per * k as u32;
+            let end = start + per - 1;
+            if let (Ok(a), Ok(b)) = (u16::try_from(start), u16::try_from(end)) {
+                zones[j].media_ports = (a, b);
+            }
+        }
+    }
+}
+
 impl Router {
     /// Builds the table from a validated config (unknown names were rejected by validation;
     /// anything unresolved here is skipped rather than trusted).
@@ -85,6 +122,15 @@ impl Router {
                     [z.udp, z.tcp].iter().flatten().map(|a| a.ip()).collect();
                 local_ips.extend(z.advertise);
                 local_ips.dedup();
+                let media_ip = z
+                    .media
+                    .as_ref()
+                    .and_then(|m| m.address)
+                    .or(listen_ip)
+                    .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+                let media_sdp_ip =
+                    z.media.as_ref().and_then(|m| m.advertise).or(z.advertise).unwrap_or(media_ip);
+                let range = z.media.as_ref().and_then(|m| m.ports).unwrap_or(cfg.media.ports);
                 Zone {
                     name: z.name.clone(),
                     address: ZoneAddress {
@@ -93,9 +139,14 @@ impl Router {
                         tcp_port: z.tcp.map(|a| a.port()),
                     },
                     local_ips,
+                    media_ip,
+                    media_sdp_ip,
+                    media_ports: (range.low, range.high),
                 }
             })
             .collect();
+        let mut zones = zones;
+        split_shared_default_ranges(cfg, &mut zones);
         let zone_id =
             |name: &str| zones.iter().position(|z| z.name == name).map(|i| ZoneId(i as u16));
         let trunks: Vec<Trunk> = cfg
@@ -129,6 +180,7 @@ impl Router {
                     prefix: r.matcher.as_ref().and_then(|m| m.prefix.clone()),
                     user: r.matcher.as_ref().and_then(|m| m.user.as_ref().map(|u| u.0.clone())),
                     targets: r.targets.iter().filter_map(|t| trunk_id(t)).collect(),
+                    media: r.media.unwrap_or(cfg.media.mode),
                 })
             })
             .filter(|r| !r.targets.is_empty())

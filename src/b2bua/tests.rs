@@ -27,9 +27,11 @@ zones:
   - name: lan
     udp: 10.0.0.1:5060
     tcp: 10.0.0.1:5060
+    media: { address: 127.0.0.1, advertise: 10.0.0.1, ports: 30000-31999 }
   - name: trunk
     udp: 203.0.113.1:5060
     tcp: 203.0.113.1:5060
+    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }
 trunks:
   - name: itsp
     zone: trunk
@@ -48,6 +50,30 @@ routes:
     from: trunk
     targets: [pbx]
 ";
+
+/// Asserts `got` is `original` anchored toward a zone whose SDP address is `ip`: sipborder's
+/// `o=`, every `c=` and `a=rtcp` naming `ip`, relay ports in `m=` (0 stays 0), every other
+/// line byte-identical.
+fn assert_anchored(got: &str, original: &str, ip: &str) {
+    let g: Vec<&str> = got.split("\r\n").collect();
+    let o: Vec<&str> = original.split("\r\n").collect();
+    assert_eq!(g.len(), o.len(), "same lines:\n{got}\n--- vs ---\n{original}");
+    for (a, b) in g.iter().zip(&o) {
+        if let Some(rest) = a.strip_prefix("o=") {
+            assert!(rest.starts_with("sipborder ") && rest.ends_with(ip), "{a}");
+        } else if a.starts_with("c=") {
+            assert!(a.ends_with(ip) || a.ends_with("0.0.0.0"), "{a}");
+        } else if a.starts_with("a=rtcp:") {
+            assert!(a.ends_with(ip) || !a.contains(" IN "), "{a}");
+        } else if let Some(m) = a.strip_prefix("m=") {
+            let port: u16 = m.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(1);
+            let orig_port = b.split_whitespace().nth(1).unwrap_or("");
+            assert!(port == 0 && orig_port == "0" || (30000..34000).contains(&port), "{a}");
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+}
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors");
 
@@ -582,8 +608,8 @@ fn topology_hiding_invite_from_lan_carries_nothing_of_leg_a() {
     assert_eq!(m.max_forwards, Some(69));
     assert!(hdr_opt(&b, "Record-Route").is_none() && hdr_opt(&b, "Route").is_none());
     assert!(b.starts_with("INVITE sip:0123456789@198.51.100.10:5060 SIP/2.0\r\n"), "{b}");
-    // SDP is carried unchanged for now.
-    assert_eq!(body(&b), body(&inv));
+    // The SDP is anchored: leg B sees only sipborder's trunk-zone address and relay ports.
+    assert_anchored(body(&b), body(&inv), "203.0.113.1");
 }
 
 #[test]
@@ -834,7 +860,7 @@ fn delayed_offer_b_ack_waits_for_a_ack_and_carries_its_answer() {
     let ok = reply(&b, 200, Some("b1"), &[c, "Content-Type: application/sdp"], &offer);
     let out = h.feed(itsp(), &ok);
     let a_ok = resp_to(&out, pbx(), 200);
-    assert_eq!(body(&a_ok), offer, "B's offer goes to A in the 200");
+    assert_anchored(body(&a_ok), &offer, "10.0.0.1");
     assert_eq!(count(&out, |_, t| is_req(t, "ACK")), 0, "B's ACK waits for A's answer");
     // B retransmits its 200 meanwhile: still no ACK.
     let out = h.feed(itsp(), &ok);
@@ -843,7 +869,7 @@ fn delayed_offer_b_ack_waits_for_a_ack_and_carries_its_answer() {
     let mut a = Peer::caller(pbx(), &inv, &a_ok);
     let out = h.feed(pbx(), &a.ack(a.cseq, &answer));
     let ack = req_to(&out, itsp(), "ACK");
-    assert_eq!(body(&ack), answer, "A's answer goes to B in the ACK");
+    assert_anchored(body(&ack), &answer, "203.0.113.1");
     assert_eq!(cseq(&ack), "1 ACK");
     assert_eq!(to_tag(&ack).as_deref(), Some("b1"));
     assert_eq!(hdr(&ack, "Content-Type"), "application/sdp");
@@ -961,7 +987,7 @@ fn failover_on_503_to_backup_with_a_new_call_id() {
     assert_ne!(call_id(&second), call_id(&first));
     assert_ne!(from_tag(&second), from_tag(&first));
     assert!(second.starts_with("INVITE sip:0123456789@198.51.100.11:5060 SIP/2.0\r\n"));
-    assert_eq!(body(&second), body(&inv));
+    assert_anchored(body(&second), body(&inv), "203.0.113.1");
     let b2 = Peer::callee(itsp_backup(), &second, "b2", "<sip:callee@198.51.100.11>");
     let c = format!("Contact: {}", b2.contact);
     let ok = reply(&second, 200, Some("b2"), &[&c], &sdp("198.51.100.21", 1, "sendrecv"));
@@ -1119,7 +1145,7 @@ fn reliable_183_and_prack_relayed_end_to_end_when_a_supports_100rel() {
     let a183 = resp_to(&out, phone(), 183);
     assert!(msg(&a183).has_option_tag("Require", "100rel"), "{a183}");
     assert_eq!(hdr(&a183, "RSeq"), "1", "our own RSeq toward A");
-    assert_eq!(body(&a183), early);
+    assert_anchored(body(&a183), &early, "10.0.0.1");
     assert_eq!(count(&out, |_, t| is_req(t, "PRACK")), 0, "B's PRACK waits for A's");
     // Not PRACKed yet: retransmitted after T1.
     let out = h.advance(T1);
@@ -1291,12 +1317,12 @@ fn offerless_reinvite_from_b_gets_its_answer_in_a_ack_relayed_to_b() {
     let out = h.feed(phone(), &ok);
     assert_eq!(count(&out, |_, t| is_req(t, "ACK")), 0, "A's ACK waits for B's answer");
     let b_ok = resp_to(&out, itsp(), 200);
-    assert_eq!(body(&b_ok), offer);
+    assert_anchored(body(&b_ok), &offer, "203.0.113.1");
     let answer = sdp("198.51.100.20", 30000, "sendrecv");
     let out = h.feed(itsp(), &up.b.ack(up.b.cseq, &answer));
     let ack = req_to(&out, phone(), "ACK");
     assert_eq!(cseq(&ack), msg(&a_reinv).cseq.to_string() + " ACK");
-    assert_eq!(body(&ack), answer);
+    assert_anchored(body(&ack), &answer, "10.0.0.1");
     hang_up_from_a(&mut h, &mut up);
     h.assert_clean();
 }
@@ -1340,7 +1366,11 @@ fn in_dialog_requests_from_a_relayed_to_b_and_answers_back() {
         assert_eq!(call_id(&b_req), call_id(&up.b_invite));
         assert_eq!(to_tag(&b_req).as_deref(), Some("b1"));
         assert_eq!(from_tag(&b_req), from_tag(&up.b_invite));
-        assert_eq!(body(&b_req), payload, "{method} body");
+        if payload.starts_with("v=0") {
+            assert_anchored(body(&b_req), &payload, "203.0.113.1");
+        } else {
+            assert_eq!(body(&b_req), payload, "{method} body");
+        }
         for e in &extra {
             let (n, v) = e.split_once(": ").expect("header line");
             assert_eq!(hdr(&b_req, n), v, "{method} {n}");
@@ -1370,7 +1400,11 @@ fn in_dialog_requests_from_b_relayed_to_a_and_answers_back() {
         assert_eq!(call_id(&a_req), MICROSIP_CALL_ID);
         assert_eq!(to_tag(&a_req).as_deref(), Some(MICROSIP_FROM_TAG));
         assert_eq!(from_tag(&a_req), to_tag(&up.a_ok));
-        assert_eq!(body(&a_req), payload, "{method} body");
+        if payload.starts_with("v=0") {
+            assert_anchored(body(&a_req), &payload, "10.0.0.1");
+        } else {
+            assert_eq!(body(&a_req), payload, "{method} body");
+        }
         assert!(!head(&a_req).contains("198.51.100."), "{a_req}");
         let out = h.feed(phone(), &up.a.answer(&a_req, code, &[], ""));
         let resp = resp_to(&out, itsp(), code);

@@ -9,7 +9,7 @@
 
 pub mod schema;
 
-mod locate;
+pub(crate) mod locate;
 mod validate;
 
 pub use schema::*;
@@ -105,7 +105,7 @@ pub fn embedded() -> Config {
 }
 
 /// Turns a serde_yaml error into ours, moving its position out of the message text.
-fn from_serde(err: &serde_yaml::Error, origin: &str) -> ConfigError {
+pub(crate) fn from_serde(err: &serde_yaml::Error, origin: &str) -> ConfigError {
     let text = err.to_string();
     let (line, column, message) = match err.location() {
         Some(loc) => {

@@ -31,6 +31,9 @@ pub struct Config {
     /// Prometheus exporter; absent means off.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Media relay.
+    #[serde(default)]
+    pub media: MediaConfig,
     /// Process-wide runtime knobs.
     #[serde(default)]
     pub runtime: RuntimeConfig,
@@ -52,6 +55,118 @@ pub struct ZoneConfig {
     /// (static 1:1 NAT). Defaults to the listen IP.
     #[serde(default)]
     pub advertise: Option<IpAddr>,
+    /// Relay sockets of this zone (anchored media). Absent: the listen IP and the global range.
+    #[serde(default)]
+    pub media: Option<ZoneMediaConfig>,
+}
+
+/// Where a zone's relay ports live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneMediaConfig {
+    /// IP the relay sockets bind on (default: the zone's listen IP).
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+    /// IP written into SDP toward this zone when it differs (static 1:1 NAT).
+    #[serde(default)]
+    pub advertise: Option<IpAddr>,
+    /// Port range, `low-high` (default: the global `media.ports`).
+    #[serde(default)]
+    pub ports: Option<PortRange>,
+}
+
+/// A port range written `20000-29999`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub low: u16,
+    /// Last port (inclusive).
+    pub high: u16,
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port range like 20000-29999")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRange, E> {
+                let bad = || {
+                    E::custom(format!("bad port range {v:?} (write e.g. 20000-29999, low < high, at least 2 ports)"))
+                };
+                let (a, b) = v.split_once('-').ok_or_else(bad)?;
+                let low: u16 = a.trim().parse().map_err(|_| bad())?;
+                let high: u16 = b.trim().parse().map_err(|_| bad())?;
+                if low == 0 || high <= low {
+                    return Err(bad());
+                }
+                Ok(PortRange { low, high })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// How a call's media is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    /// Through sipborder's relay: SDP rewritten to our ports.
+    #[default]
+    Anchor,
+    /// Around sipborder: SDP untouched, no ports taken.
+    Bypass,
+    /// Anchor when the legs are in different zones or an endpoint is behind NAT, else bypass.
+    Auto,
+}
+
+/// Which relay datapath to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DatapathKind {
+    /// io_uring when the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// epoll + recvmmsg/sendmmsg.
+    Epoll,
+    /// io_uring.
+    IoUring,
+}
+
+/// Media relay settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Default media mode of routes.
+    pub mode: MediaMode,
+    /// Default relay port range of zones.
+    pub ports: PortRange,
+    /// A call whose media stopped this long is ended with BYE on both legs; `0s` turns it off.
+    pub timeout: DurationValue,
+    /// A released port pair rests this long before reuse.
+    pub quarantine: DurationValue,
+    /// An endpoint behind NAT is latched to the first source seen within this window.
+    pub learning_window: DurationValue,
+    /// Relay threads; 0 means one per CPU.
+    pub threads: usize,
+    /// Relay datapath.
+    pub datapath: DatapathKind,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            mode: MediaMode::Anchor,
+            ports: PortRange { low: 20000, high: 29999 },
+            timeout: DurationValue(Duration::from_secs(60)),
+            quarantine: DurationValue(Duration::from_secs(2)),
+            learning_window: DurationValue(Duration::from_secs(3)),
+            threads: 0,
+            datapath: DatapathKind::Auto,
+        }
+    }
 }
 
 /// Transport used toward a trunk.
@@ -97,6 +212,9 @@ pub struct RouteConfig {
     pub matcher: Option<RouteMatch>,
     /// Trunk names tried in order; the next one is tried on 408, 5xx or transport error.
     pub targets: Vec<String>,
+    /// Media mode for calls on this route (default: `media.mode`).
+    #[serde(default)]
+    pub media: Option<MediaMode>,
 }
 
 /// Request-URI user conditions; all given must hold.

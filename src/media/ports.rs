@@ -58,7 +58,8 @@ impl PortPool {
     /// Pairs from `lo` to `hi` inclusive (rounded to even RTP ports) on `ip`.
     pub fn new(ip: IpAddr, lo: u16, hi: u16, quarantine_time: Duration) -> PortPool {
         let start = lo + (lo % 2);
-        let free: VecDeque<u16> = (start..hi).step_by(2).filter(|p| p.checked_add(1).is_some_and(|q| q <= hi)).collect();
+        let free: VecDeque<u16> =
+            (start..hi).step_by(2).filter(|p| p.checked_add(1).is_some_and(|q| q <= hi)).collect();
         let total = free.len();
         PortPool { ip, free, quarantine: VecDeque::new(), quarantine_time, in_use: 0, total }
     }

@@ -47,13 +47,15 @@ pub(crate) trait Datapath {
 pub(crate) fn build(
     kind: DatapathKind,
     batch: usize,
+    batch_wait: Duration,
     uring_buffers: u16,
     wake_fd: RawFd,
 ) -> io::Result<Box<dyn Datapath>> {
+    let uring = || UringPath::new(uring_buffers, batch, batch_wait, wake_fd);
     match kind {
         DatapathKind::Epoll => Ok(Box::new(EpollPath::new(batch, wake_fd)?)),
-        DatapathKind::IoUring => Ok(Box::new(UringPath::new(uring_buffers, wake_fd)?)),
-        DatapathKind::Auto => match UringPath::new(uring_buffers, wake_fd) {
+        DatapathKind::IoUring => Ok(Box::new(uring()?)),
+        DatapathKind::Auto => match uring() {
             Ok(p) => Ok(Box::new(p)),
             Err(e) => {
                 tracing::warn!(error = %e, "io_uring unavailable, relay falls back to epoll");
@@ -407,10 +409,18 @@ pub(crate) struct UringPath {
     rearm: Vec<u32>,
     wake_fd: RawFd,
     wake_armed: bool,
+    /// Completions to wait for per round, and the longest wait for them (µs) once one arrived.
+    want: usize,
+    min_wait_us: u32,
 }
 
 impl UringPath {
-    pub(crate) fn new(buffers: u16, wake_fd: RawFd) -> io::Result<UringPath> {
+    pub(crate) fn new(
+        buffers: u16,
+        batch: usize,
+        batch_wait: Duration,
+        wake_fd: RawFd,
+    ) -> io::Result<UringPath> {
         let buffers = buffers.clamp(64, 32768).next_power_of_two();
         let cq = (u32::from(buffers) * 4).max(8192);
         // DEFER_TASKRUN: receive work runs only inside our io_uring_enter, so wake-ups from many
@@ -436,6 +446,12 @@ impl UringPath {
         // SAFETY: msghdr is plain C data for which all-zero bytes are a valid value.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = RawAddr::CAPACITY;
+        // Without the kernel's min-wait (6.12), waiting for more than one completion could hold a
+        // lone packet until the housekeeping timeout: wait for one.
+        let batching = !batch_wait.is_zero() && ring.params().is_feature_min_timeout();
+        let want = if batching { batch.clamp(1, usize::from(buffers) / 2) } else { 1 };
+        let min_wait_us =
+            if batching { batch_wait.as_micros().min(u128::from(u32::MAX)) as u32 } else { 0 };
         let mut p = UringPath {
             ring,
             bufs,
@@ -445,6 +461,8 @@ impl UringPath {
             rearm: Vec::new(),
             wake_fd,
             wake_armed: false,
+            want,
+            min_wait_us,
         };
         p.self_test()?;
         p.arm_wake()?;
@@ -689,8 +707,10 @@ impl Datapath for UringPath {
 
     fn poll(&mut self, plane: &mut Plane, timeout: Duration) -> io::Result<()> {
         let ts = Timespec::from(timeout);
-        let args = SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        // With DEFER_TASKRUN the kernel wakes us only once `want` receives are pending (or the
+        // min-wait passed with at least one): fewer wake-ups, fuller rounds.
+        let args = SubmitArgs::new().min_wait_usec(self.min_wait_us).timespec(&ts);
+        match self.ring.submitter().submit_with_args(self.want, &args) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
             }

@@ -216,8 +216,13 @@ pub type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 pub struct RelayConfig {
     /// Worker threads; each owns the sockets of the pairs dealt to it.
     pub threads: usize,
-    /// Datagrams per `recvmmsg`/`sendmmsg` call (epoll datapath).
+    /// Datagrams per `recvmmsg`/`sendmmsg` call (epoll); completions an io_uring worker waits
+    /// for, up to `batch_wait`, before it processes a round.
     pub batch: usize,
+    /// io_uring (Linux ≥ 6.12): once traffic woke a worker, how long it may wait for `batch`
+    /// completions so one round covers many sockets; bounds the latency this adds. Zero: process
+    /// each completion as it comes (a wake-up per packet at low rates).
+    pub batch_wait: Duration,
     /// Which datapath to run.
     pub datapath: DatapathKind,
     /// Bounded command queue per worker; a full queue makes control calls fail with `Busy`.
@@ -237,6 +242,7 @@ impl Default for RelayConfig {
         RelayConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch: 32,
+            batch_wait: Duration::from_micros(100),
             datapath: DatapathKind::Auto,
             queue_depth: 4096,
             uring_buffers: 4096,
@@ -252,6 +258,7 @@ impl std::fmt::Debug for RelayConfig {
         f.debug_struct("RelayConfig")
             .field("threads", &self.threads)
             .field("batch", &self.batch)
+            .field("batch_wait", &self.batch_wait)
             .field("datapath", &self.datapath)
             .field("queue_depth", &self.queue_depth)
             .field("uring_buffers", &self.uring_buffers)
@@ -357,6 +364,7 @@ impl Relay {
                 index,
                 datapath: cfg.datapath,
                 batch: cfg.batch,
+                batch_wait: cfg.batch_wait,
                 uring_buffers: cfg.uring_buffers,
                 housekeeping: cfg.housekeeping,
                 epoch,

@@ -176,13 +176,16 @@ fn open_spec(
 #[test]
 fn relays_both_directions_byte_identical() {
     for kind in KINDS {
-        let h = start(kind);
+        // A long housekeeping period: a lone packet must not wait for it (io_uring batching).
+        let h = start_with(kind, |c| c.housekeeping = Duration::from_secs(2));
         let (pa, pb) = (udp(), udp());
         let (ra, rb) = open(&h, 1, PeerSpec::strict(addr(&pa)), PeerSpec::strict(addr(&pb)));
 
         let p = rtp(0xa1, 100, 16000, 172);
+        let t0 = Instant::now();
         pa.send_to(&p, ra).unwrap();
         let (got, from) = recv(&pb);
+        assert!(t0.elapsed() < Duration::from_millis(500), "{kind:?}: lone packet held back");
         assert_eq!(got, p, "{kind:?}: payload changed");
         assert_eq!(from, rb, "{kind:?}: must come from the relay's B port");
 

@@ -96,6 +96,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) index: usize,
     pub(crate) datapath: DatapathKind,
     pub(crate) batch: usize,
+    pub(crate) batch_wait: Duration,
     pub(crate) uring_buffers: u16,
     pub(crate) housekeeping: Duration,
     pub(crate) epoch: Instant,
@@ -113,7 +114,9 @@ pub(crate) fn run(
     if let Some(hook) = &cfg.on_thread_start {
         hook(cfg.index);
     }
-    let mut dp = match datapath::build(cfg.datapath, cfg.batch, cfg.uring_buffers, waker.fd()) {
+    let built =
+        datapath::build(cfg.datapath, cfg.batch, cfg.batch_wait, cfg.uring_buffers, waker.fd());
+    let mut dp = match built {
         Ok(dp) => dp,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -1,0 +1,6 @@
+//! The trunk edge: digest authentication (client toward the ITSP, server for zones that demand
+//! it), outbound registration, OPTIONS keepalive and trunk health.
+
+pub mod digest;
+pub mod digest_client;
+pub mod digest_server;

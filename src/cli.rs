@@ -1,4 +1,4 @@
-//! Command line (clap): `run`, `check`, `version`.
+//! Command line (clap): `run`, `check`, `policy test`, `version`.
 
 use crate::observe::logging::LogFormat;
 use clap::{Parser, Subcommand};
@@ -33,7 +33,55 @@ pub enum Command {
         /// Configuration file (the built-in one when absent).
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Policy files to check as well (repeatable).
+        #[arg(long = "policy", value_name = "FILE")]
+        policies: Vec<PathBuf>,
+    },
+    /// Policy tools.
+    Policy {
+        /// What to do with policies.
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Print the version.
     Version,
+}
+
+/// `sipborder policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Apply a policy file to a message and print the result as a unified diff with the rules
+    /// that fired; without --message, run the tests the policy file carries.
+    Test {
+        /// Policy file (YAML).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// SIP message file; LF line endings are fine, Content-Length is recomputed.
+        #[arg(long, value_name = "FILE")]
+        message: Option<PathBuf>,
+        /// Direction the message crosses sipborder in.
+        #[arg(long, value_enum, default_value = "to-trunk")]
+        direction: PolicyDirection,
+        /// Zone the message arrived from (for `source_zone` conditions).
+        #[arg(long, default_value = "lan")]
+        zone: String,
+    },
+}
+
+/// `--direction` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyDirection {
+    /// Toward the carrier side.
+    ToTrunk,
+    /// Toward the LAN side.
+    ToLan,
+}
+
+impl From<PolicyDirection> for crate::policy::rules::Direction {
+    fn from(d: PolicyDirection) -> Self {
+        match d {
+            PolicyDirection::ToTrunk => crate::policy::rules::Direction::ToTrunk,
+            PolicyDirection::ToLan => crate::policy::rules::Direction::ToLan,
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use sipborder::cli::{Cli, Command};
+use sipborder::cli::{Cli, Command, PolicyCommand};
 use sipborder::config::{self, Config};
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,22 +26,40 @@ fn main() -> ExitCode {
             println!("sipborder {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Check { config } => match load(config.as_deref()) {
-            Ok(_) => {
-                println!(
+        Command::Check { config, policies } => {
+            let mut ok = true;
+            match load(config.as_deref()) {
+                Ok(_) => println!(
                     "{}: OK",
                     config
                         .as_deref()
                         .map(|p| p.display().to_string())
                         .unwrap_or_else(|| "<embedded>".into())
-                );
-                ExitCode::SUCCESS
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    ok = false;
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
+            // Every file is checked, so one run shows all there is to fix.
+            for path in &policies {
+                match sipborder::policy::compile::load_file(path) {
+                    Ok(_) => println!("{}: OK", path.display()),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::from(2)
             }
-        },
+        }
+        Command::Policy { command: PolicyCommand::Test { policy, message, direction, zone } } => {
+            policy_test(&policy, message.as_deref(), direction.into(), &zone)
+        }
         Command::Run { config } => {
             sipborder::observe::logging::init(&cli.log_level, cli.log_format);
             let cfg = match load(config.as_deref()) {
@@ -62,6 +80,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sipborder policy test`: exit 0 after showing what the rules did (a rejection included),
+/// 1 when the file's own tests fail, 2 when the policy or the message cannot be read.
+fn policy_test(
+    policy: &Path,
+    message: Option<&Path>,
+    direction: sipborder::policy::Direction,
+    zone: &str,
+) -> ExitCode {
+    use sipborder::policy::testing;
+    let compiled = match sipborder::policy::compile::load_file(policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(message) = message else {
+        let outcomes = testing::run_tests(&compiled);
+        let failed = outcomes.iter().filter(|o| !o.passed).count();
+        for o in &outcomes {
+            println!("{o}");
+        }
+        println!("{} passed, {failed} failed", outcomes.len() - failed);
+        return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    };
+    let text = match std::fs::read(message) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", message.display());
+            return ExitCode::from(2);
+        }
+    };
+    let trial = match testing::trial(&compiled, direction, zone, &text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", message.display());
+            return ExitCode::from(2);
+        }
+    };
+    let diff = trial.diff();
+    if diff.is_empty() {
+        println!("(the rules changed nothing)");
+    } else {
+        print!("{diff}");
+    }
+    if trial.fired.is_empty() {
+        println!("fired: (none)");
+    } else {
+        println!("fired: {}", trial.fired.join(", "));
+    }
+    if let Some(r) = &trial.reject {
+        println!("rejected: {} {}", r.code, r.reason);
+    }
+    ExitCode::SUCCESS
+}
+
 fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -74,7 +148,7 @@ fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             sipborder::observe::metrics::install(m.listen)?;
         }
         let server = sipborder::server::Server::start(&cfg).await?;
-        tokio::spawn(sipborder::observe::metrics::sample_gauges(server.stats.clone()));
+        tokio::spawn(sipborder::observe::metrics::sample_gauges(server.stats.clone(), server.zone_names.clone()));
         for z in &cfg.zones {
             tracing::info!(zone = %z.name, udp = ?z.udp, tcp = ?z.tcp, "listening");
         }

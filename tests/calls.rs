@@ -192,4 +192,7 @@ fn two_hundred_calls_leave_no_state_behind() {
     let (calls, dialogs, txs) = sbc.wait_idle(Duration::from_secs(20));
     assert_eq!((calls, dialogs, txs), (0.0, 0.0, 0.0), "{}", sbc.metrics());
     assert!(sbc.metric("sipborder_calls_total{") >= 200.0);
+    // Every relay port is back in its pool.
+    assert_eq!(sbc.metric("sipborder_relay_ports_in_use{"), 0.0, "{}", sbc.metrics());
+    assert!(sbc.metric("sipborder_relay_ports_free{zone=\"lan\"}") > 0.0, "{}", sbc.metrics());
 }

@@ -33,10 +33,22 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
 }
 
 /// Samples live gauges every second.
-pub async fn sample_gauges(stats: Arc<SharedStats>) {
+pub async fn sample_gauges(stats: Arc<SharedStats>, zones: Vec<String>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut exhausted_seen = 0;
     loop {
         tick.tick().await;
+        for (i, z) in zones.iter().enumerate() {
+            let (used, free) = stats.ports(i);
+            metrics::gauge!(super::names::RELAY_PORTS_IN_USE, "zone" => z.clone()).set(used as f64);
+            metrics::gauge!(super::names::RELAY_PORTS_FREE, "zone" => z.clone()).set(free as f64);
+        }
+        let exhausted = stats.ports_exhausted();
+        if exhausted > exhausted_seen {
+            metrics::counter!(super::names::RELAY_PORTS_EXHAUSTED_TOTAL)
+                .increment(exhausted - exhausted_seen);
+            exhausted_seen = exhausted;
+        }
         metrics::gauge!(super::names::CALLS_ACTIVE).set(stats.calls() as f64);
         metrics::gauge!(super::names::DIALOGS).set(stats.dialogs() as f64);
         metrics::gauge!(super::names::TRANSACTIONS).set(stats.transactions() as f64);

@@ -295,12 +295,12 @@ fn run(act: &Act, msg: &mut SipMessage) -> Result<(), Reject> {
                 }
             }
             if let Some(v) = value {
-                hs.push(make(h.as_str(), v));
+                append(hs, make(h.as_str(), v));
             }
         }
         Act::Add(h, t) => {
             if let Some(v) = render(t, msg) {
-                headers_mut(msg).push(make(h.as_str(), v));
+                append(headers_mut(msg), make(h.as_str(), v));
             }
         }
         Act::Remove(names) => {
@@ -401,6 +401,19 @@ fn run(act: &Act, msg: &mut SipMessage) -> Result<(), Reject> {
         }
     }
     Ok(())
+}
+
+/// Adds a header after the others but before the Content-Type/Content-Length that close most
+/// messages, where a reader of the message expects the body's description.
+fn append(hs: &mut rsip::Headers, h: Header) {
+    let mut v: Vec<Header> = std::mem::take(hs).into();
+    let tail = v
+        .iter()
+        .rev()
+        .take_while(|x| matches!(x, Header::ContentLength(_) | Header::ContentType(_)))
+        .count();
+    v.insert(v.len() - tail, h);
+    *hs = v.into();
 }
 
 fn is_sdp(msg: &SipMessage) -> bool {

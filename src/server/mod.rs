@@ -14,7 +14,9 @@ pub mod tcp;
 pub mod udp;
 
 use crate::b2bua::Router;
-use crate::config::Config;
+use crate::config::{Config, DatapathKind};
+use crate::media::relay::{Relay, RelayConfig, RelayEvent};
+use crate::media::{MediaController, MediaSettings, RelayControl};
 use crate::sip::parse::Limits;
 use crate::transaction::TimerConfig;
 use dispatch::Dispatcher;
@@ -27,6 +29,9 @@ use tokio::sync::mpsc;
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The media relay could not start.
+    #[error("media relay: {0}")]
+    Relay(std::io::Error),
     /// A listen socket could not be bound.
     #[error("zone {zone}: cannot listen on {transport} {addr}: {source}")]
     Bind {
@@ -65,6 +70,8 @@ pub struct Server {
     shards: Vec<mpsc::Sender<ShardInput>>,
     /// Live counters summed over shards.
     pub stats: Arc<SharedStats>,
+    /// Zone names (index = zone id), for metric labels.
+    pub zone_names: Vec<String>,
 }
 
 impl Server {
@@ -77,7 +84,48 @@ impl Server {
         };
         let router = Arc::new(Router::from_config(cfg));
         let bound = sockets::bind_all(cfg)?;
-        let stats = Arc::new(SharedStats::new(shard_count));
+        // Relay events (media timeouts) go to the shard owning the pair.
+        let mut relay_txs = Vec::with_capacity(shard_count);
+        let mut relay_rxs = Vec::with_capacity(shard_count);
+        for _ in 0..shard_count {
+            let (tx, rx) = mpsc::unbounded_channel::<RelayEvent>();
+            relay_txs.push(tx);
+            relay_rxs.push(rx);
+        }
+        let on_event: crate::media::relay::EventHandler = Arc::new(move |ev: RelayEvent| {
+            let id = match &ev {
+                RelayEvent::MediaTimeout { id, .. }
+                | RelayEvent::Latched { id, .. }
+                | RelayEvent::Closed { id }
+                | RelayEvent::OpenFailed { id, .. } => *id,
+            };
+            if let Some(tx) = relay_txs.get(MediaController::shard_of_pair(id)) {
+                let _ = tx.send(ev);
+            }
+        });
+        let threads = if cfg.media.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            cfg.media.threads
+        };
+        let relay = Relay::start(RelayConfig {
+            threads,
+            datapath: match cfg.media.datapath {
+                DatapathKind::Auto => crate::media::relay::DatapathKind::Auto,
+                DatapathKind::Epoll => crate::media::relay::DatapathKind::Epoll,
+                DatapathKind::IoUring => crate::media::relay::DatapathKind::IoUring,
+            },
+            on_event: Some(on_event),
+            ..RelayConfig::default()
+        })
+        .map_err(ServerError::Relay)?;
+        tracing::info!(threads, datapaths = ?relay.datapaths(), "media relay started");
+        let relay: Arc<dyn RelayControl> = Arc::new(relay);
+        let settings = MediaSettings {
+            learning_window: cfg.media.learning_window.0,
+            timeout: Some(cfg.media.timeout.0).filter(|d| !d.is_zero()),
+        };
+        let stats = Arc::new(SharedStats::new(shard_count, cfg.zones.len()));
         let (err_tx, err_rx) = mpsc::unbounded_channel();
         let outbound = Arc::new(Outbound::new(&bound, cfg, err_tx));
         let mut senders = Vec::with_capacity(shard_count);
@@ -89,9 +137,17 @@ impl Server {
         }
         let dispatcher = Arc::new(Dispatcher::new(senders.clone(), limits(cfg), outbound.clone()));
         outbound.set_dispatcher(dispatcher.clone());
-        for (i, rx) in receivers.into_iter().enumerate() {
-            let shard = crate::shard::Shard::new(i, shard_count, router.clone(), timer_config(cfg));
-            tokio::spawn(shard_task::run(shard, i, rx, outbound.clone(), stats.clone()));
+        for (i, (rx, relay_rx)) in receivers.into_iter().zip(relay_rxs).enumerate() {
+            let shard = crate::shard::Shard::with_relay(
+                i,
+                shard_count,
+                router.clone(),
+                timer_config(cfg),
+                relay.clone(),
+                settings.clone(),
+                cfg.media.quarantine.0,
+            );
+            tokio::spawn(shard_task::run(shard, i, rx, relay_rx, outbound.clone(), stats.clone()));
         }
         tokio::spawn(shard_task::forward_transport_errors(err_rx, senders.clone()));
         for (zone, sock) in bound.udp {
@@ -100,7 +156,11 @@ impl Server {
         for (zone, listener) in bound.tcp {
             tokio::spawn(tcp::accept_loop(zone, listener, dispatcher.clone(), outbound.clone()));
         }
-        Ok(Server { shards: senders, stats })
+        Ok(Server {
+            shards: senders,
+            stats,
+            zone_names: cfg.zones.iter().map(|z| z.name.clone()).collect(),
+        })
     }
 
     /// Applies a new (validated) config to every shard: routes and timers. Listen sockets are

@@ -42,6 +42,7 @@ pub async fn run(
     mut shard: Shard,
     index: usize,
     mut rx: mpsc::Receiver<ShardInput>,
+    mut relay_rx: mpsc::UnboundedReceiver<crate::media::relay::RelayEvent>,
     out: Arc<Outbound>,
     stats: Arc<SharedStats>,
 ) {
@@ -67,6 +68,7 @@ pub async fn run(
                     }
                 }
             }
+            Some(ev) = relay_rx.recv() => shard.handle_relay_event(now(), ev),
             _ = sleep => shard.handle_timeout(now()),
         }
         while let Some(t) = shard.poll_transmit() {
@@ -81,6 +83,13 @@ pub async fn run(
             shard.b2bua().dialogs(),
             shard.transactions().len(),
         );
+        let media = shard.b2bua().media();
+        let usage: Vec<(usize, usize, usize)> = media
+            .port_usage()
+            .into_iter()
+            .map(|(z, used, free)| (z.0 as usize, used, free))
+            .collect();
+        stats.publish_ports(index, &usage, media.exhausted());
         let now_stats = shard.transactions().stats();
         if now_stats.retransmissions != last.retransmissions {
             metrics::counter!(names::TRANSACTION_RETRANSMISSIONS_TOTAL)

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct SharedStats {
     shards: Vec<ShardGauges>,
+    zones: usize,
 }
 
 #[derive(Debug, Default)]
@@ -13,12 +14,51 @@ struct ShardGauges {
     calls: AtomicU64,
     dialogs: AtomicU64,
     transactions: AtomicU64,
+    /// Per zone: relay port pairs in use, and available.
+    ports_in_use: Vec<AtomicU64>,
+    ports_free: Vec<AtomicU64>,
+    ports_exhausted: AtomicU64,
 }
 
 impl SharedStats {
-    /// Gauges for `n` shards.
-    pub fn new(n: usize) -> Self {
-        SharedStats { shards: (0..n).map(|_| ShardGauges::default()).collect() }
+    /// Gauges for `n` shards over `zones` zones.
+    pub fn new(n: usize, zones: usize) -> Self {
+        let shard = || ShardGauges {
+            ports_in_use: (0..zones).map(|_| AtomicU64::new(0)).collect(),
+            ports_free: (0..zones).map(|_| AtomicU64::new(0)).collect(),
+            ..ShardGauges::default()
+        };
+        SharedStats { shards: (0..n).map(|_| shard()).collect(), zones }
+    }
+
+    /// Shard `i` publishes its relay port usage: (zone index, pairs in use, pairs available),
+    /// and how often a zone ran out.
+    pub fn publish_ports(&self, i: usize, usage: &[(usize, usize, usize)], exhausted: u64) {
+        if let Some(g) = self.shards.get(i) {
+            for &(z, used, free) in usage {
+                if let (Some(u), Some(f)) = (g.ports_in_use.get(z), g.ports_free.get(z)) {
+                    u.store(used as u64, Ordering::Relaxed);
+                    f.store(free as u64, Ordering::Relaxed);
+                }
+            }
+            g.ports_exhausted.store(exhausted, Ordering::Relaxed);
+        }
+    }
+
+    /// Relay ports (not pairs: RTP and RTCP each count) in use and free in zone `z`.
+    pub fn ports(&self, z: usize) -> (u64, u64) {
+        if z >= self.zones {
+            return (0, 0);
+        }
+        let sum = |f: fn(&ShardGauges) -> &Vec<AtomicU64>| -> u64 {
+            self.shards.iter().filter_map(|g| f(g).get(z)).map(|a| a.load(Ordering::Relaxed)).sum()
+        };
+        (2 * sum(|g| &g.ports_in_use), 2 * sum(|g| &g.ports_free))
+    }
+
+    /// Times any zone ran out of relay ports.
+    pub fn ports_exhausted(&self) -> u64 {
+        self.shards.iter().map(|g| g.ports_exhausted.load(Ordering::Relaxed)).sum()
     }
 
     /// Shard `i` publishes its current counts.

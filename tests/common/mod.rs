@@ -586,3 +586,40 @@ pub fn respond(
     out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     out
 }
+
+/// Asserts `got` is the SDP `original` anchored toward an address `ip`: sipborder's `o=`, every
+/// `c=` and `a=rtcp` address `ip` (hold 0.0.0.0 kept), relay ports in `m=` (0 stays 0), every
+/// other line byte-identical, and none of the original's endpoint addresses anywhere.
+pub fn assert_anchored(got: &str, original: &str, ip: &str) {
+    let eol = if original.contains("\r\n") { "\r\n" } else { "\n" };
+    let g: Vec<&str> = got.split(eol).collect();
+    let o: Vec<&str> = original.split(eol).collect();
+    assert_eq!(g.len(), o.len(), "same lines:\n{got}\n--- vs ---\n{original}");
+    let mut endpoint_ips: Vec<&str> = Vec::new();
+    for (a, b) in g.iter().zip(&o) {
+        if let Some(rest) = a.strip_prefix("o=") {
+            assert!(rest.starts_with("sipborder ") && rest.ends_with(ip), "{a}");
+            endpoint_ips.extend(b.rsplit(' ').next());
+        } else if a.starts_with("c=") {
+            assert!(a.ends_with(ip) || a.ends_with("0.0.0.0"), "{a}");
+            endpoint_ips.extend(b.rsplit(' ').next());
+        } else if a.starts_with("a=rtcp:") {
+            assert!(a.ends_with(ip) || !a.contains(" IN "), "{a}");
+        } else if a.starts_with("m=") {
+            let port = a.split_whitespace().nth(1).unwrap_or("");
+            let orig_port = b.split_whitespace().nth(1).unwrap_or("");
+            assert_eq!(
+                port == "0",
+                orig_port == "0",
+                "a rejected stream stays rejected, an active one gets a relay port: {a}"
+            );
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    for addr in
+        endpoint_ips.into_iter().filter(|a| *a != ip && *a != "0.0.0.0" && *a != "127.0.0.1")
+    {
+        assert!(!got.contains(addr), "endpoint address {addr} leaked:\n{got}");
+    }
+}

@@ -32,6 +32,7 @@ pub(super) fn validate(config: &Config, locator: &Locator, file: &str) -> Vec<Co
     c.timers();
     c.limits();
     c.metrics();
+    c.media();
     c.errors
 }
 
@@ -261,6 +262,36 @@ impl Checker<'_> {
             self.report(
                 path!["limits", "max_vias"],
                 format!("limits.max_vias is {}; it must be at least 1", l.max_vias),
+            );
+        }
+    }
+
+    /// Two zones relaying on the same IP must not share relay ports.
+    fn media(&mut self) {
+        let zones = &self.config.zones;
+        let addr = |z: &ZoneConfig| {
+            z.media.as_ref().and_then(|m| m.address).or(z.udp.or(z.tcp).map(|a| a.ip()))
+        };
+        let range = |z: &ZoneConfig| z.media.as_ref().and_then(|m| m.ports);
+        let mut found = Vec::new();
+        for (i, a) in zones.iter().enumerate() {
+            for (j, b) in zones.iter().enumerate().skip(i + 1) {
+                let (Some(ra), Some(rb)) = (range(a), range(b)) else { continue };
+                if addr(a) == addr(b) && ra.low <= rb.high && rb.low <= ra.high {
+                    found.push((i, j, ra, rb));
+                }
+            }
+        }
+        for (i, j, ra, rb) in found {
+            let note = self.line_note(path!["zones", i, "media", "ports"]);
+            let (za, zb) = (zone_label(&zones[i], i), zone_label(&zones[j], j));
+            self.report(
+                path!["zones", j, "media", "ports"],
+                format!(
+                    "relay ports {}-{} of {zb} overlap {}-{} of {za}{note} on the same address; \
+                     give each zone its own range",
+                    rb.low, rb.high, ra.low, ra.high
+                ),
             );
         }
     }
@@ -632,6 +663,21 @@ limits:
                 "t.yaml:11:20: route \"r\": target \"itsp\" is not a configured trunk (trunks: pbx)",
                 "t.yaml:13:13: limits.max_vias is 0; it must be at least 1",
             ]
+        );
+    }
+
+    #[test]
+    fn overlapping_relay_ranges_on_one_address_are_refused() {
+        let text = "zones:\n  - name: lan\n    udp: 127.0.0.1:5060\n    media: { ports: 20000-25000 }\n  - name: trunk\n    udp: 127.0.0.1:5080\n    media:\n      ports: 24000-29999\n";
+        let errs = crate::config::load_str(text, "t.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            errs.contains(
+                "t.yaml:8:14: relay ports 24000-29999 of zone \"trunk\" overlap 20000-25000"
+            ),
+            "{errs}"
         );
     }
 }

@@ -83,6 +83,10 @@ rules:
     do: [{set: {header: Session-Expires, value: '1800'}}]
 "#;
 
+// The allocator of the sipborder binary (src/main.rs), so allocation costs what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const D2_01: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/seed002/d2_01_invite_microsip.sip");
 

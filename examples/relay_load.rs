@@ -12,7 +12,9 @@
 //!     [--secs 10] [--warmup 2] [--threads 1] [--pin true] [--batch-wait-us 100]
 //! ```
 //!
-//! All traffic stays on loopback; the run is bounded by `--warmup` + `--secs`.
+//! All traffic stays on loopback; the run is bounded by `--warmup` + `--secs`. Loss is split into
+//! "before relay" (never accepted by the relay: its socket queues overflowed) and "after relay"
+//! (relayed but not read back: the generator's own socket overflowed, or still in flight).
 
 use sipborder::media::relay::{
     self, DatapathKind, EndpointSpec, PairId, PairSpec, PeerSpec, Relay, RelayConfig,
@@ -472,6 +474,7 @@ fn run(kind: DatapathKind, pairs: usize, a: &Args) {
         o.read_lag_ns / o.samples.max(1) / 1000
     );
     let mut drops = 0;
+    let relay_in = relayed(&relay);
     for i in 0..pairs {
         if let Some(s) = relay.stats(PairId(i as u64)) {
             for d in [&s.a_to_b, &s.b_to_a] {
@@ -493,7 +496,7 @@ fn run(kind: DatapathKind, pairs: usize, a: &Args) {
     let p = |q| percentile(&o.hist, o.samples, q).map_or("-".into(), |v| format!("{v}"));
     println!(
         "{:<7} pairs={:<5} pps={:>7.0} worker_cpu={:>5.2}us/pkt proc_cpu~{:>5.2}us/pkt \
-         sent={} lost={} ({:.4}%) relay_drops={} bad_src={} latency_us p50={} p99={} p99.9={} max>{}={}",
+         sent={} lost={} ({:.4}%) [before relay {} / after relay {}] relay_drops={} bad_src={} latency_us p50={} p99={} p99.9={} max>{}={}",
         format!("{:?}", relay.datapaths()[0]),
         pairs,
         pps,
@@ -502,6 +505,8 @@ fn run(kind: DatapathKind, pairs: usize, a: &Args) {
         o.sent,
         lost,
         100.0 * lost as f64 / o.sent.max(1) as f64,
+        o.sent.saturating_sub(relay_in),
+        relay_in.saturating_sub(o.received),
         drops,
         o.bad_source,
         p(0.5),

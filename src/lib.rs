@@ -11,6 +11,7 @@ pub mod dialog;
 pub mod media;
 pub mod observe;
 pub mod policy;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod sip;

@@ -143,9 +143,12 @@ fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         rt.worker_threads(cfg.runtime.worker_threads);
     }
     let rt = rt.build().context("starting the tokio runtime")?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         if let Some(m) = &cfg.metrics {
             sipborder::observe::metrics::install(m.listen)?;
+        }
+        if let Some(c) = &cfg.cdr {
+            sipborder::observe::cdr::install(c.into()).context("starting the CDR writer")?;
         }
         let server = sipborder::server::Server::start(&cfg).await?;
         tokio::spawn(sipborder::observe::metrics::sample_gauges(server.stats.clone(), server.zone_names.clone()));
@@ -166,10 +169,19 @@ fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
                         Err(e) => tracing::error!(errors = %e, "reload rejected, keeping the running configuration"),
                     }
                 }
-                _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
+                _ = term.recv() => {
+                    tracing::info!(grace = ?cfg.runtime.shutdown_grace.0, "SIGTERM: draining");
+                    server.drain(cfg.runtime.shutdown_grace.0).await;
+                    tracing::info!("drained, exiting");
+                    break;
+                }
                 _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: exiting"); break; }
             }
         }
         Ok::<(), anyhow::Error>(())
-    })
+    });
+    // Calls ended by the shutdown sit in the CDR queue: let the writer thread store them
+    // before the process exit cuts it short.
+    sipborder::observe::cdr::flush(std::time::Duration::from_secs(5));
+    outcome
 }

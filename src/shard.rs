@@ -10,6 +10,8 @@ use crate::media::{MediaController, MediaSettings, RelayControl};
 use crate::sip::message::SipMsg;
 use crate::transaction::{TimerConfig, TransactionLayer};
 use crate::transport::flow::{Flow, Transmit};
+use crate::trunk::edge::TrunkEdge;
+use crate::trunk::health::TrunkHealth;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,41 +20,74 @@ use std::time::{Duration, Instant};
 pub struct Shard {
     tl: TransactionLayer,
     b2b: B2bua,
+    edge: TrunkEdge,
+}
+
+/// What a shard is built from.
+pub struct ShardSetup {
+    /// Shard index.
+    pub index: usize,
+    /// Shard count.
+    pub count: usize,
+    /// Routing table.
+    pub router: Arc<Router>,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// The media relay.
+    pub relay: Arc<dyn RelayControl>,
+    /// Media settings.
+    pub media: MediaSettings,
+    /// Relay port quarantine.
+    pub quarantine: Duration,
+    /// Trunk health shared by all shards.
+    pub health: Arc<TrunkHealth>,
 }
 
 impl Shard {
     /// Shard `index` of `count`, with `router` and `timers`, anchoring media on a relay that
     /// moves no packets (unit tests).
     pub fn new(index: usize, count: usize, router: Arc<Router>, timers: TimerConfig) -> Shard {
-        let settings = MediaSettings { learning_window: Duration::from_secs(3), timeout: None };
-        Self::with_relay(
-            index,
-            count,
-            router,
-            timers,
-            Arc::new(NullRelay),
-            settings,
-            Duration::from_secs(2),
+        let health = Arc::new(TrunkHealth::new(router.trunks.len()));
+        Self::from_setup(
+            Instant::now(),
+            ShardSetup {
+                index,
+                count,
+                router,
+                timers,
+                relay: Arc::new(NullRelay),
+                media: MediaSettings { learning_window: Duration::from_secs(3), timeout: None },
+                quarantine: Duration::from_secs(2),
+                health,
+            },
         )
     }
 
-    /// Shard `index` of `count` anchoring media on `relay`.
-    pub fn with_relay(
-        index: usize,
-        count: usize,
-        router: Arc<Router>,
-        timers: TimerConfig,
-        relay: Arc<dyn RelayControl>,
-        settings: MediaSettings,
-        quarantine: Duration,
-    ) -> Shard {
-        let zones = router.zones.iter().map(|z| z.address.clone()).collect();
-        let media_zones = MediaController::zones_for_shard(&router, index, count, quarantine);
-        let media = MediaController::new(index, media_zones, relay, settings);
+    /// A shard from its setup; trunk registrations and keepalives start due at `now`.
+    pub fn from_setup(now: Instant, s: ShardSetup) -> Shard {
+        let zones = s.router.zones.iter().map(|z| z.address.clone()).collect();
+        let media_zones =
+            MediaController::zones_for_shard(&s.router, s.index, s.count, s.quarantine);
+        let media = MediaController::new(s.index, media_zones, s.relay, s.media);
+        let edge = TrunkEdge::new(now, s.index, s.count, &s.router, s.health.clone());
         Shard {
-            tl: TransactionLayer::new(timers, zones),
-            b2b: B2bua::new(index, count, router, media),
+            tl: TransactionLayer::new(s.timers, zones),
+            b2b: B2bua::new(s.index, s.count, s.router, media, s.health),
+            edge,
         }
+    }
+
+    /// Starts draining (SIGTERM): new calls get 503 with Retry-After, trunks de-register;
+    /// calls in progress go on.
+    pub fn start_drain(&mut self, now: Instant) {
+        self.b2b.start_drain();
+        self.edge.shutdown(now, &mut self.tl);
+    }
+
+    /// Ends every call with BYE carrying `reason` (the drain's grace time is over).
+    pub fn hangup_all(&mut self, now: Instant, reason: &str) {
+        self.b2b.hangup_all(now, reason, &mut self.tl);
+        self.pump(now);
     }
 
     /// A relay event for one of this shard's calls.
@@ -63,7 +98,11 @@ impl Shard {
 
     fn pump(&mut self, now: Instant) {
         while let Some(ev) = self.tl.poll_event() {
-            self.b2b.handle_event(now, ev, &mut self.tl);
+            if self.edge.claims(&ev) {
+                self.edge.handle_event(now, ev, &mut self.tl);
+            } else {
+                self.b2b.handle_event(now, ev, &mut self.tl);
+            }
         }
     }
 
@@ -77,6 +116,7 @@ impl Shard {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tl.handle_timeout(now);
         self.pump(now);
+        self.edge.handle_timeout(now, &mut self.tl);
         self.b2b.handle_timeout(now, &mut self.tl);
         self.pump(now);
     }
@@ -94,10 +134,10 @@ impl Shard {
 
     /// When [`Self::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tl.poll_timeout(), self.b2b.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.tl.poll_timeout(), self.b2b.poll_timeout(), self.edge.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Swaps routing and timers (config reload); calls in progress keep what they started with.

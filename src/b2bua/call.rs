@@ -75,6 +75,8 @@ pub enum EndCause {
     MediaTimeout,
     /// No relay ports were free.
     NoMediaPorts,
+    /// sipborder shut down.
+    Shutdown,
 }
 
 /// One early or confirmed dialog on B and the A tag it is presented under.
@@ -214,6 +216,10 @@ pub struct Call {
     pub end_cause: Option<EndCause>,
     /// BYEs we sent and still wait for.
     pub byes_pending: u8,
+    /// Digest loop guard for B's INVITE (one answer per challenge round).
+    pub auth_attempt: crate::trunk::digest_client::AuthAttempt,
+    /// Q.850 cause of the outcome (received Reason or mapped from the final code).
+    pub q850_cause: Option<u8>,
     /// Media of the call (None before the first attempt).
     pub media: Option<crate::media::MediaSession>,
     /// When the INVITE arrived.
@@ -222,6 +228,10 @@ pub struct Call {
     pub first_provisional: Option<Instant>,
     /// When the 2xx arrived.
     pub answered: Option<Instant>,
+    /// User part of A's From (the calling number), for CDRs.
+    pub from_user: Option<String>,
+    /// User part of A's Request-URI (the called number), for CDRs.
+    pub to_user: Option<String>,
 }
 
 impl Call {

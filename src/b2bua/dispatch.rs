@@ -8,6 +8,7 @@ use crate::sip::headers::make;
 use crate::sip::message::SipMsg;
 use crate::transaction::{TransactionLayer, TxEvent, TxId};
 use crate::transport::flow::Flow;
+use crate::trunk::health::TrunkHealth;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rsip::{Header, Method};
@@ -73,6 +74,12 @@ pub struct CallRecord {
     pub ended: Instant,
     /// Media totals [A→B, B→A] (zero for calls not anchored).
     pub media: [MediaTotals; 2],
+    /// Calling number: user part of A's From.
+    pub from: Option<String>,
+    /// Called number: user part of A's Request-URI.
+    pub to: Option<String>,
+    /// Q.850 cause received from or sent to a carrier for this call, if any.
+    pub q850_cause: Option<u8>,
 }
 
 /// The B2BUA of one signalling shard.
@@ -95,11 +102,22 @@ pub struct B2bua {
     pub(crate) stats: B2buaStats,
     pub(crate) finished: Vec<CallRecord>,
     pub(crate) media: MediaController,
+    pub(crate) health: Arc<TrunkHealth>,
+    /// Draining for shutdown: new calls get 503 with Retry-After.
+    pub(crate) draining: bool,
+    /// Digest state per trunk (nonces, nc) for calls.
+    pub(crate) auth: rustc_hash::FxHashMap<u16, crate::trunk::digest_client::DigestClient>,
 }
 
 impl B2bua {
     /// A B2BUA for shard `shard` of `shards`, routing with `router`, anchoring with `media`.
-    pub fn new(shard: usize, shards: usize, router: Arc<Router>, media: MediaController) -> Self {
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        router: Arc<Router>,
+        media: MediaController,
+        health: Arc<TrunkHealth>,
+    ) -> Self {
         B2bua {
             shard,
             shards,
@@ -115,6 +133,9 @@ impl B2bua {
             stats: B2buaStats::default(),
             finished: Vec::new(),
             media,
+            health,
+            draining: false,
+            auth: Default::default(),
         }
     }
 
@@ -212,6 +233,10 @@ impl B2bua {
             }
         }
         match method {
+            Method::Invite if self.draining => {
+                let ra = make("Retry-After", "30");
+                self.reply_local(now, tl, tx, &msg, flow, 503, Some("Shutting Down"), &[ra]);
+            }
             Method::Invite => self.on_initial_invite(now, tx, msg, flow, tl),
             Method::Options if self.addressed_to_us(&msg, flow) => {
                 self.answer_options(now, tx, &msg, flow, tl)
@@ -340,6 +365,51 @@ impl B2bua {
         let _ = tl.respond(now, tx, resp);
     }
 
+    /// Stops taking new calls (SIGTERM): they get 503 with Retry-After from now on.
+    pub fn start_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Ends every call: BYE on confirmed legs with `reason`, unanswered INVITEs answered 503
+    /// and CANCELled on B.
+    pub fn hangup_all(&mut self, now: Instant, reason: &str, tl: &mut TransactionLayer) {
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            let pending = self
+                .calls
+                .get(&key)
+                .and_then(|c| c.initial.as_ref())
+                .map(|i| (i.server_tx, i.client_tx));
+            match pending {
+                Some((stx, ctx)) => {
+                    if let Some(call) = self.calls.get_mut(&key) {
+                        let tag = call.a.local_tag.clone();
+                        if let Some(init) = call.initial.as_mut() {
+                            let _ = tl.respond(
+                                now,
+                                stx,
+                                init.reply.response(503, Some("Shutting Down"), Some(&tag)),
+                            );
+                            init.cancelled = Some(487);
+                        }
+                        call.end_cause = Some(EndCause::Refused(503));
+                    }
+                    match ctx {
+                        Some(c) => tl.cancel(now, c, vec![make("Reason", reason)]),
+                        None => self.finish_call(key, now, 503),
+                    }
+                }
+                None => self.hangup_both_with(
+                    now,
+                    key,
+                    EndCause::Shutdown,
+                    vec![make("Reason", reason)],
+                    tl,
+                ),
+            }
+        }
+    }
+
     /// Removes a call and its indexes, recording how it ended.
     pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
         let Some(mut call) = self.calls.remove(&key) else { return };
@@ -378,6 +448,9 @@ impl B2bua {
             answered: call.answered,
             ended: now,
             media,
+            q850_cause: call.q850_cause,
+            from: call.from_user.clone(),
+            to: call.to_user.clone(),
         });
         if self.finished.len() > 4096 {
             // Nobody is draining records (tests, or metrics off): keep memory bounded.
@@ -393,7 +466,33 @@ impl B2bua {
         cause: EndCause,
         tl: &mut TransactionLayer,
     ) {
+        self.hangup_both_with(now, key, cause, Vec::new(), tl);
+    }
+
+    /// [`Self::hangup_both`] with extra headers (a Reason) on the BYEs.
+    pub(crate) fn hangup_both_with(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        cause: EndCause,
+        extra: Vec<Header>,
+        tl: &mut TransactionLayer,
+    ) {
         let mut byes = Vec::new();
+        // Toward a carrier the BYE says why in Q.850 terms.
+        let q850 = match cause {
+            EndCause::SessionFailure | EndCause::MediaTimeout => 41,
+            _ => crate::policy::causes::cause_for_bye_or_cancel(),
+        };
+        let reasons: Vec<Option<Header>> = [Side::A, Side::B]
+            .iter()
+            .map(|s| {
+                let has = extra.iter().any(|h| crate::sip::headers::is_named(h, "Reason"));
+                self.leg_trunk(key, *s)
+                    .filter(|_| !has)
+                    .and_then(|(t, z)| self.reason_toward(t, z, q850))
+            })
+            .collect();
         if let Some(call) = self.calls.get_mut(&key) {
             call.end_cause.get_or_insert(cause);
             call.state = CallState::Ending;
@@ -404,7 +503,9 @@ impl B2bua {
                     if d.state == crate::dialog::DialogState::Confirmed {
                         d.state = crate::dialog::DialogState::Terminated;
                         let cseq = d.next_cseq();
-                        byes.push((d.request(Method::Bye, cseq, vec![], vec![]), d.flow));
+                        let mut hs = extra.clone();
+                        hs.extend(reasons[side.idx()].clone());
+                        byes.push((d.request(Method::Bye, cseq, hs, vec![]), d.flow));
                     }
                 }
             }

@@ -135,6 +135,18 @@ impl B2bua {
         let other = side.other();
         let mut extra: Vec<Header> = Vec::new();
         copy_crossing(&msg, &mut extra, &[]);
+        // Reasons: stripped from a carrier that should not pass them, added toward a carrier.
+        let (from_trunk, from_zone) =
+            (if side == Side::A { call.a_trunk } else { call.b_trunk }, flow.zone);
+        let to = self.leg_trunk(key, other);
+        let pass = from_trunk.and_then(|t| self.router.trunk(t)).is_none_or(|t| t.pass_reason);
+        if !pass && self.is_trunk_zone(from_zone) {
+            extra.retain(|h| !crate::sip::headers::is_named(h, "Reason"));
+        }
+        if let Some((t, z)) = to {
+            self.add_clearing_reason(t, z, &mut extra);
+        }
+        let Some(call) = self.calls.get_mut(&key) else { return };
         let out = match call.dialog_mut(other) {
             Some(d) if d.state == DialogState::Confirmed => {
                 d.state = DialogState::Terminated;

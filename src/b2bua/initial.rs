@@ -72,6 +72,8 @@ impl B2bua {
         let key = self.alloc_call_key();
         let a_tag = new_tag(&mut self.rng);
         let from = msg.header("From").unwrap_or("");
+        let from_user = uri_user(addr_uri(from)).map(str::to_string);
+        let to_user = Some(user.clone()).filter(|u| !u.is_empty());
         let to = msg.header("To").unwrap_or("");
         let remote_target = msg
             .header("Contact")
@@ -130,9 +132,13 @@ impl B2bua {
             end_cause: None,
             byes_pending: 0,
             media: None,
+            auth_attempt: Default::default(),
+            q850_cause: None,
             started: now,
             first_provisional: None,
             answered: None,
+            from_user,
+            to_user,
         };
         self.dialogs.insert((call.a.call_id.clone(), a_tag), (key, Side::A));
         self.invite_servers.insert(tx, key);
@@ -143,6 +149,17 @@ impl B2bua {
 
     /// Sends the INVITE to the current target of the call's route.
     fn start_attempt(&mut self, now: Instant, key: CallKey, tl: &mut TransactionLayer) {
+        // Trunks that keepalive marked down are skipped; nothing left → 503.
+        let health = self.health.clone();
+        if let Some(init) = self.calls.get_mut(&key).and_then(|c| c.initial.as_mut()) {
+            while init.targets.get(init.attempt).is_some_and(|t| !health.is_up(t.0 as usize)) {
+                init.attempt += 1;
+            }
+            if init.attempt >= init.targets.len() {
+                self.refuse_call(now, key, 503, "No Trunk Available", EndCause::Refused(503), tl);
+                return;
+            }
+        }
         let Some(call) = self.calls.get(&key) else { return };
         let Some(init) = call.initial.as_ref() else { return };
         let Some(trunk) = init
@@ -334,6 +351,11 @@ impl B2bua {
             101..=199 => self.on_b_provisional(now, key, msg, flow, tl),
             200..=299 => self.on_b_2xx(now, key, msg, flow, tl),
             300..=699 => {
+                if (code == 401 || code == 407)
+                    && self.retry_invite_with_auth(now, key, tx, &msg, tl)
+                {
+                    return;
+                }
                 self.clients.remove(&tx);
                 self.on_b_final_failure(now, key, code, Some(&msg), tl);
             }
@@ -565,24 +587,67 @@ impl B2bua {
             self.finish_call(key, now, c);
             return;
         }
-        let failover = code == 408 || (500..600).contains(&code);
+        // A carrier's Q.850 Reason says what the failure means (a 500 with "user busy" must
+        // not be retried on the next carrier).
+        let (b_trunk0, b_zone0) = (call.b_trunk, call.b.flow.zone);
+        let mapped = if let Some(m) = msg {
+            let reasons = crate::policy::reason::parse_reason_headers(m.header_all("Reason"));
+            let zone_is_trunk =
+                self.router.zone(b_zone0).is_some_and(|z| z.kind == crate::config::ZoneKind::Trunk);
+            b_trunk0
+                .and_then(|t| self.router.trunk(t))
+                .filter(|_| zone_is_trunk)
+                .map_or(code, |t| t.causes.sip_toward_pbx(code, &reasons))
+        } else {
+            code
+        };
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(init) = call.initial.as_mut() else { return };
+        let failover = mapped == 408 || (500..600).contains(&mapped);
         if failover && init.attempt + 1 < init.targets.len() {
             init.attempt += 1;
             tracing::info!(code, attempt = init.attempt, "leg B failed, trying next target");
             self.start_attempt(now, key, tl);
             return;
         }
-        let resp = match msg {
+        let server_tx = init.server_tx;
+        let (b_trunk, b_zone, a_trunk, a_zone) =
+            (call.b_trunk, call.b.flow.zone, call.a_trunk, call.a.flow.zone);
+        // From a carrier: a Q.850 Reason decides the code toward the LAN (RFC 3398 §7.2.4.1).
+        let (out_code, cause) = self.map_trunk_failure(b_trunk, b_zone, code, msg);
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(init) = call.initial.as_ref() else { return };
+        let mut resp = match msg {
             Some(m) => relay_response(m, &init.reply, Some(&a_tag), None),
             None => init.reply.response(code, None, Some(&a_tag)),
         };
-        let _ = tl.respond(now, init.server_tx, resp);
+        if out_code != code {
+            resp.status_code = crate::sip::wire::status(out_code, None);
+        }
+        call.q850_cause = cause;
         call.end_cause = Some(if code == 408 && msg.is_none() {
             EndCause::Timeout
         } else {
             EndCause::Rejected(code)
         });
-        self.finish_call(key, now, code);
+        self.filter_trunk_reason(b_trunk, b_zone, &mut resp.headers);
+        // Toward a carrier: say why in Q.850 terms (RFC 3398 §8.2.6.1, RFC 6432).
+        if self.is_trunk_zone(a_zone) {
+            let map = a_trunk.and_then(|t| self.router.trunk(t)).map(|t| t.causes.clone());
+            let c = map.and_then(|m| m.cause_for_sip(out_code, None));
+            if let Some(c) = c {
+                crate::sip::build::remove_header(&mut resp.headers, "Reason");
+                if let Some(h) = self.reason_toward(a_trunk, a_zone, c) {
+                    resp.headers.push(h);
+                    self.count_cause_sent(a_trunk, c);
+                }
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.q850_cause = Some(c);
+                }
+            }
+        }
+        let _ = tl.respond(now, server_tx, resp);
+        self.finish_call(key, now, out_code);
     }
 
     /// Timer B or a transport error on B's INVITE.
@@ -608,7 +673,11 @@ impl B2bua {
             if init.cancelled.is_none() {
                 init.cancelled = Some(408);
                 call.end_cause = Some(EndCause::NoAnswer);
-                tl.cancel(now, tx, vec![make("Reason", "SIP;cause=408;text=\"No Answer\"")]);
+                let (bt, bz) = (call.b_trunk, call.b.flow.zone);
+                let mut reason = vec![make("Reason", "SIP;cause=408;text=\"No Answer\"")];
+                // Q.850 19: no answer from user (user alerted).
+                reason.extend(self.reason_toward(bt, bz, 19));
+                tl.cancel(now, tx, reason);
             }
         }
     }
@@ -642,9 +711,12 @@ impl B2bua {
         let _ = tl.respond(now, init.server_tx, resp);
         init.cancelled = Some(487);
         call.end_cause = Some(EndCause::Cancelled);
-        let reason: Vec<Header> =
+        let mut reason: Vec<Header> =
             msg.header("Reason").map(|r| vec![make("Reason", r)]).unwrap_or_default();
-        match init.client_tx {
+        let (bt, bz) = (call.b_trunk, call.b.flow.zone);
+        let client_tx = init.client_tx;
+        self.add_clearing_reason(bt, bz, &mut reason);
+        match client_tx {
             Some(ctx) => tl.cancel(now, ctx, reason),
             None => self.finish_call(key, now, 487),
         }

@@ -17,6 +17,7 @@ pub mod reply;
 pub mod router;
 #[cfg(test)]
 mod tests;
+mod trunk_edge;
 
 pub use call::{CallKey, Side};
 pub use dispatch::{B2bua, B2buaStats, CallRecord};

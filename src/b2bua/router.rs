@@ -1,10 +1,13 @@
 //! The routing table (dial-peer style): which trunk(s) a new call or out-of-dialog request goes to.
 
-use crate::config::{Config, MediaMode, TransportKind};
+use crate::config::{Config, KeepaliveConfig, MediaMode, RegisterConfig, TransportKind, ZoneKind};
+use crate::policy::causes::CauseMap;
 use crate::sip::message::Transport;
 use crate::transport::flow::{ZoneAddress, ZoneId};
+use crate::trunk::digest_client::Account;
 use regex::Regex;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Index of a trunk in [`Router::trunks`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +28,8 @@ pub struct Zone {
     pub media_sdp_ip: IpAddr,
     /// Relay port range (inclusive).
     pub media_ports: (u16, u16),
+    /// Which way it faces.
+    pub kind: ZoneKind,
 }
 
 /// A SIP peer calls are sent to.
@@ -40,6 +45,20 @@ pub struct Trunk {
     pub transport: Transport,
     /// Host written in Request-URI and To toward it.
     pub domain: String,
+    /// Digest account answering its challenges.
+    pub account: Option<Account>,
+    /// Only answer challenges of this realm.
+    pub auth_realm: Option<String>,
+    /// Registration settings.
+    pub register: Option<RegisterConfig>,
+    /// OPTIONS keepalive settings.
+    pub keepalive: Option<KeepaliveConfig>,
+    /// Cause tables toward this peer.
+    pub causes: Arc<CauseMap>,
+    /// Add Reason headers toward it.
+    pub send_reason: bool,
+    /// Pass its Reason headers on.
+    pub pass_reason: bool,
 }
 
 /// One compiled route.
@@ -142,6 +161,7 @@ impl Router {
                     media_ip,
                     media_sdp_ip,
                     media_ports: (range.low, range.high),
+                    kind: z.kind,
                 }
             })
             .collect();
@@ -165,6 +185,23 @@ impl Router {
                         IpAddr::V6(ip) => format!("[{ip}]"),
                         ip => ip.to_string(),
                     }),
+                    account: t.auth.as_ref().and_then(|a| {
+                        a.password()
+                            .ok()
+                            .map(|password| Account { username: a.username.clone(), password })
+                    }),
+                    auth_realm: t.auth.as_ref().and_then(|a| a.realm.clone()),
+                    register: t.register.clone(),
+                    keepalive: t.keepalive.clone(),
+                    causes: Arc::new(
+                        t.causes
+                            .overrides
+                            .as_ref()
+                            .and_then(|o| CauseMap::from_overrides(o).ok())
+                            .unwrap_or_else(CauseMap::rfc3398),
+                    ),
+                    send_reason: t.causes.send_reason,
+                    pass_reason: t.causes.pass_reason,
                 })
             })
             .collect();

@@ -31,6 +31,9 @@ pub struct Config {
     /// Prometheus exporter; absent means off.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Call detail records (JSON lines); absent means off.
+    #[serde(default)]
+    pub cdr: Option<CdrSection>,
     /// Media relay.
     #[serde(default)]
     pub media: MediaConfig,
@@ -39,12 +42,26 @@ pub struct Config {
     pub runtime: RuntimeConfig,
 }
 
+/// Which way a zone faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneKind {
+    /// Toward the PBX and phones.
+    #[default]
+    Lan,
+    /// Toward carriers: messages sent here are `to-trunk` for policies, carry Q.850 Reasons.
+    Trunk,
+}
+
 /// One side of the SBC: a set of listening sockets and the address advertised there.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     /// Unique name, used by trunks and routes (`lan`, `trunk`, ...).
     pub name: String,
+    /// Which way the zone faces (default `lan`).
+    #[serde(default)]
+    pub kind: ZoneKind,
     /// UDP listen address (`ip:port`). At least one of `udp`/`tcp` is required.
     #[serde(default)]
     pub udp: Option<SocketAddr>,
@@ -197,6 +214,112 @@ pub struct TrunkConfig {
     /// Defaults to the address' IP.
     #[serde(default)]
     pub domain: Option<String>,
+    /// Digest credentials sipborder answers this peer's 401/407 with.
+    #[serde(default)]
+    pub auth: Option<TrunkAuthConfig>,
+    /// Register sipborder at this peer (an ITSP that wants a registration).
+    #[serde(default)]
+    pub register: Option<RegisterConfig>,
+    /// OPTIONS keepalive: a peer that stops answering is skipped by routing until it answers.
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveConfig>,
+    /// SIP ↔ Q.850 cause handling toward this peer.
+    #[serde(default)]
+    pub causes: CausesConfig,
+}
+
+/// Digest credentials. The password never sits in this file: it comes from an environment
+/// variable or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkAuthConfig {
+    /// Digest username (may differ from the registered URI user).
+    pub username: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (first line, trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Only answer challenges for this realm (default: any).
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+impl TrunkAuthConfig {
+    /// Reads the password from the environment variable or file.
+    pub fn password(&self) -> Result<String, String> {
+        match (&self.password_env, &self.password_file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (password_env) is not set")),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.lines().next().unwrap_or("").to_string())
+                .map_err(|e| format!("password_file {}: {e}", path.display())),
+            (Some(_), Some(_)) => Err("give password_env or password_file, not both".into()),
+            (None, None) => {
+                Err("auth needs password_env or password_file (never a password in the config)"
+                    .into())
+            }
+        }
+    }
+}
+
+/// Outbound registration toward a trunk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    /// Registrar URI (default `sip:<domain>`).
+    #[serde(default)]
+    pub registrar: Option<String>,
+    /// User part of the registered address (AOR) and of the Contact.
+    pub user: String,
+    /// Expiry asked for (default 3600s).
+    #[serde(default = "default_expires")]
+    pub expires: DurationValue,
+}
+
+fn default_expires() -> DurationValue {
+    DurationValue(Duration::from_secs(3600))
+}
+
+/// OPTIONS keepalive (CUBE style).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveConfig {
+    /// Interval while the trunk is up.
+    pub interval: DurationValue,
+    /// Consecutive unanswered pings that mark it down.
+    pub retries: u32,
+    /// Interval while it is down (probing for its return).
+    pub up_interval: DurationValue,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        KeepaliveConfig {
+            interval: DurationValue(Duration::from_secs(30)),
+            retries: 3,
+            up_interval: DurationValue(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// SIP ↔ Q.850 handling toward one peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CausesConfig {
+    /// Add `Reason: Q.850;cause=N` to BYE, CANCEL and failure responses sent to this peer.
+    pub send_reason: bool,
+    /// Pass a Reason received from this peer on to the other leg (else strip it).
+    pub pass_reason: bool,
+    /// Table overrides on top of RFC 3398 (e.g. a Q.1912.5 profile).
+    pub overrides: Option<crate::policy::causes::CauseOverrides>,
+}
+
+impl Default for CausesConfig {
+    fn default() -> Self {
+        CausesConfig { send_reason: true, pass_reason: true, overrides: None }
+    }
 }
 
 /// One routing rule (like a CUBE dial-peer).
@@ -342,12 +465,44 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
+/// Call detail records: one JSON object per finished call and line, written by a thread of its
+/// own (`crate::observe::cdr`). Read at start-up only: a change needs a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrSection {
+    /// The live file, e.g. `/var/log/sipborder/cdr.jsonl`; rotated files go beside it.
+    pub path: std::path::PathBuf,
+    /// `daily` (at UTC midnight, to `cdr-YYYY-MM-DD.jsonl`) or `size:100MiB` (to
+    /// `cdr.jsonl.1`, `.2`, ...). Default `daily`.
+    #[serde(default)]
+    pub rotate: crate::observe::cdr::Rotate,
+    /// Rotated files kept; older ones are deleted (default 30).
+    #[serde(default = "default_cdr_keep")]
+    pub keep: usize,
+}
+
+fn default_cdr_keep() -> usize {
+    30
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shards: 0,
+            worker_threads: 0,
+            shutdown_grace: DurationValue(Duration::from_secs(30)),
+        }
+    }
+}
+
 /// Process-wide runtime knobs. The defaults (all 0) size everything to the machine.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Signalling shards (independent call tables); 0 means one per CPU.
     pub shards: usize,
     /// Tokio worker threads for signalling; 0 means one per CPU.
     pub worker_threads: usize,
+    /// On SIGTERM, calls in progress may go on this long before they are hung up.
+    pub shutdown_grace: DurationValue,
 }

@@ -33,6 +33,7 @@ pub(super) fn validate(config: &Config, locator: &Locator, file: &str) -> Vec<Co
     c.limits();
     c.metrics();
     c.media();
+    c.trunk_edge();
     c.errors
 }
 
@@ -263,6 +264,40 @@ impl Checker<'_> {
                 path!["limits", "max_vias"],
                 format!("limits.max_vias is {}; it must be at least 1", l.max_vias),
             );
+        }
+    }
+
+    /// Credentials resolvable, registration and keepalive values sane.
+    fn trunk_edge(&mut self) {
+        let mut errs = Vec::new();
+        for (i, t) in self.config.trunks.iter().enumerate() {
+            if let Some(auth) = &t.auth {
+                if let Err(e) = auth.password() {
+                    errs.push((
+                        path!["trunks", i, "auth"].to_vec(),
+                        format!("trunk \"{}\": {e}", t.name),
+                    ));
+                }
+            }
+            if let Some(reg) = &t.register {
+                if reg.expires.0 < Duration::from_secs(60) {
+                    errs.push((
+                        path!["trunks", i, "register", "expires"].to_vec(),
+                        format!("trunk \"{}\": register.expires must be at least 60s", t.name),
+                    ));
+                }
+                if t.auth.is_none() {
+                    // Allowed: some ITSPs register by IP; nothing to report.
+                }
+            }
+            if let Some(k) = &t.keepalive {
+                if k.interval.0.is_zero() || k.up_interval.0.is_zero() || k.retries == 0 {
+                    errs.push((path!["trunks", i, "keepalive"].to_vec(), format!("trunk \"{}\": keepalive interval, up_interval and retries must be positive", t.name)));
+                }
+            }
+        }
+        for (p, m) in errs {
+            self.report(&p, m);
         }
     }
 

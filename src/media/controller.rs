@@ -189,7 +189,8 @@ impl MediaController {
             .map(|z| {
                 let (lo, hi) = z.media_ports;
                 let lo = lo + lo % 2;
-                let pairs = (u32::from(hi).saturating_sub(u32::from(lo)) + 1) / 2;
+                // Whole pairs only: an odd last port has no RTCP partner.
+                let pairs = (u32::from(hi) + 1).saturating_sub(u32::from(lo)) / 2;
                 let per = pairs / shards;
                 if per == 0 {
                     return None;

@@ -1,7 +1,7 @@
 //! The Prometheus exporter and the gauges sampled from live state.
 
 use crate::server::stats::SharedStats;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +19,43 @@ pub enum MetricsError {
     },
 }
 
-/// Starts the `/metrics` HTTP listener on `addr` (inside a tokio runtime).
+/// Starts the `/metrics` HTTP listener on `addr` (inside a tokio runtime) and publishes the
+/// HELP text of every metric in [`super::names::ALL`].
 pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
+    let err = |e: metrics_exporter_prometheus::BuildError| MetricsError::Listen {
+        addr,
+        msg: e.to_string(),
+    };
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             3600.0,
         ])
-        .map_err(|e| MetricsError::Listen { addr, msg: e.to_string() })?
+        .map_err(err)?
+        // Jitter lives in milliseconds: the call-timing buckets would put every sample in one.
+        .set_buckets_for_metric(
+            Matcher::Full(super::names::RTP_JITTER_SECONDS.to_string()),
+            &[0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5],
+        )
+        .map_err(err)?
         .install()
-        .map_err(|e| MetricsError::Listen { addr, msg: e.to_string() })
+        .map_err(err)?;
+    describe_all();
+    Ok(())
+}
+
+/// Gives every catalogued metric its HELP text (promtool's lint fails a metric without one).
+/// Descriptions go to the installed recorder, so this runs after [`install`].
+pub fn describe_all() {
+    use super::names::Kind;
+    for m in super::names::ALL {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
 }
 
 /// Samples live gauges every second.

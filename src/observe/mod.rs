@@ -1,6 +1,7 @@
-//! Observability: Prometheus metrics, logging setup, call records.
+//! Observability: Prometheus metrics, logging setup, call records and CDRs.
 
 pub mod calls;
+pub mod cdr;
 pub mod logging;
 pub mod metrics;
 pub mod names;

@@ -38,15 +38,15 @@ pub const RELAY_PORTS_IN_USE: &str = "sipborder_relay_ports_in_use";
 pub const RELAY_PORTS_FREE: &str = "sipborder_relay_ports_free";
 /// Calls refused because a zone's relay ports ran out, by `zone`.
 pub const RELAY_PORTS_EXHAUSTED_TOTAL: &str = "sipborder_relay_ports_exhausted_total";
-/// RTP packets relayed, by `trunk`.
+/// RTP packets relayed, by `trunk` and `direction` (a_to_b/b_to_a), counted at call end.
 pub const RTP_PACKETS_TOTAL: &str = "sipborder_rtp_packets_total";
-/// RTP bytes relayed, by `trunk`.
+/// RTP bytes relayed, by `trunk` and `direction`, counted at call end.
 pub const RTP_BYTES_TOTAL: &str = "sipborder_rtp_bytes_total";
-/// RTP packets lost (sequence gaps), by `trunk`.
+/// RTP packets lost (sequence gaps), by `trunk` and `direction`, counted at call end.
 pub const RTP_LOST_PACKETS_TOTAL: &str = "sipborder_rtp_lost_packets_total";
 /// Media packets dropped because they came from the wrong source, by `zone`.
 pub const RTP_DROPPED_FOREIGN_TOTAL: &str = "sipborder_rtp_dropped_foreign_total";
-/// Interarrival jitter at call end (histogram, seconds), by `trunk`.
+/// Interarrival jitter at call end (histogram, seconds), by `trunk` and `direction`.
 pub const RTP_JITTER_SECONDS: &str = "sipborder_rtp_jitter_seconds";
 /// Policy rule hits, by `policy` and `rule` (names come from config files: bounded).
 pub const POLICY_RULE_HITS_TOTAL: &str = "sipborder_policy_rule_hits_total";
@@ -58,3 +58,131 @@ pub const TRUNK_UP: &str = "sipborder_trunk_up";
 pub const Q850_CAUSES_SENT_TOTAL: &str = "sipborder_q850_causes_sent_total";
 /// Q.850 causes received from trunks, by `trunk` and `cause`.
 pub const Q850_CAUSES_RECEIVED_TOTAL: &str = "sipborder_q850_causes_received_total";
+/// CDRs written to the CDR file.
+pub const CDR_RECORDS_WRITTEN_TOTAL: &str = "sipborder_cdr_records_written_total";
+/// CDRs lost, by `reason` (queue_full: the writer fell behind; write_error; writer_gone).
+pub const CDR_RECORDS_DROPPED_TOTAL: &str = "sipborder_cdr_records_dropped_total";
+/// CDR file errors, by `op` (open, write, flush, rotate, prune, encode).
+pub const CDR_ERRORS_TOTAL: &str = "sipborder_cdr_errors_total";
+
+/// Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Buckets, sum and count.
+    Histogram,
+}
+
+/// A metric of the catalogue: name, type and the HELP text the exporter publishes.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Exported name.
+    pub name: &'static str,
+    /// Prometheus type.
+    pub kind: Kind,
+    /// One-line HELP text (promtool's lint wants one on every metric).
+    pub help: &'static str,
+}
+
+const fn m(name: &'static str, kind: Kind, help: &'static str) -> Metric {
+    Metric { name, kind, help }
+}
+
+/// Every metric above, with its HELP text. A unit test keeps this list and the constants in
+/// step, so a metric cannot be exported without a description.
+pub const ALL: &[Metric] = &[
+    m(CALLS_TOTAL, Kind::Counter, "Calls ended, by zone of leg A, trunk of leg B and result."),
+    m(CALLS_ACTIVE, Kind::Gauge, "Calls in progress."),
+    m(DIALOGS, Kind::Gauge, "Dialogs indexed: one per leg and early fork."),
+    m(TRANSACTIONS, Kind::Gauge, "Live SIP transactions."),
+    m(SIP_MESSAGES_RECEIVED_TOTAL, Kind::Counter, "SIP messages received, by kind."),
+    m(SIP_MESSAGES_SENT_TOTAL, Kind::Counter, "SIP messages sent."),
+    m(SIP_REQUESTS_TOTAL, Kind::Counter, "SIP requests received, by method."),
+    m(SIP_RESPONSES_TOTAL, Kind::Counter, "SIP responses received, by class."),
+    m(
+        SIP_PARSE_ERRORS_TOTAL,
+        Kind::Counter,
+        "SIP messages refused at parsing, by action and reason.",
+    ),
+    m(
+        TRANSACTION_RETRANSMISSIONS_TOTAL,
+        Kind::Counter,
+        "SIP transaction retransmissions (timers A, E, G).",
+    ),
+    m(TRANSACTION_TIMEOUTS_TOTAL, Kind::Counter, "SIP transaction timeouts (timers B, F)."),
+    m(CALL_SETUP_SECONDS, Kind::Histogram, "Time from INVITE to answer, seconds."),
+    m(POST_DIAL_DELAY_SECONDS, Kind::Histogram, "Time from INVITE to the first 18x, seconds."),
+    m(
+        CALL_DURATION_SECONDS,
+        Kind::Histogram,
+        "Time from answer to end of answered calls, seconds.",
+    ),
+    m(RELAY_PORTS_IN_USE, Kind::Gauge, "Media relay ports in use, by zone."),
+    m(RELAY_PORTS_FREE, Kind::Gauge, "Media relay ports free, by zone."),
+    m(
+        RELAY_PORTS_EXHAUSTED_TOTAL,
+        Kind::Counter,
+        "Calls refused because a zone ran out of relay ports.",
+    ),
+    m(RTP_PACKETS_TOTAL, Kind::Counter, "RTP packets relayed, by trunk and direction."),
+    m(RTP_BYTES_TOTAL, Kind::Counter, "RTP bytes relayed, by trunk and direction."),
+    m(RTP_LOST_PACKETS_TOTAL, Kind::Counter, "RTP packets lost, by trunk and direction."),
+    m(
+        RTP_DROPPED_FOREIGN_TOTAL,
+        Kind::Counter,
+        "Media packets dropped for coming from the wrong source, by zone.",
+    ),
+    m(RTP_JITTER_SECONDS, Kind::Histogram, "RTP interarrival jitter at call end, seconds."),
+    m(POLICY_RULE_HITS_TOTAL, Kind::Counter, "Policy rule hits, by policy and rule."),
+    m(REGISTRATION_UP, Kind::Gauge, "Outbound registration state per trunk (1 registered)."),
+    m(TRUNK_UP, Kind::Gauge, "Trunk reachability per trunk (1 up)."),
+    m(
+        Q850_CAUSES_SENT_TOTAL,
+        Kind::Counter,
+        "Q.850 causes sent toward trunks, by trunk and cause.",
+    ),
+    m(
+        Q850_CAUSES_RECEIVED_TOTAL,
+        Kind::Counter,
+        "Q.850 causes received from trunks, by trunk and cause.",
+    ),
+    m(CDR_RECORDS_WRITTEN_TOTAL, Kind::Counter, "Call detail records written."),
+    m(CDR_RECORDS_DROPPED_TOTAL, Kind::Counter, "Call detail records lost, by reason."),
+    m(CDR_ERRORS_TOTAL, Kind::Counter, "CDR file errors, by operation."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_lists_every_constant_once_with_a_valid_name() {
+        let src = include_str!("names.rs");
+        let consts: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter(|l| l.contains(": &str = \""))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        let listed: Vec<&str> = ALL.iter().map(|m| m.name).collect();
+        for c in &consts {
+            assert_eq!(listed.iter().filter(|n| *n == c).count(), 1, "{c} in ALL once");
+        }
+        assert_eq!(consts.len(), listed.len());
+        for m in ALL {
+            assert!(m.name.starts_with("sipborder_"), "{}", m.name);
+            assert!(m
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            if m.kind == Kind::Histogram {
+                assert!(m.name.ends_with("_seconds"), "{}", m.name);
+            }
+            assert!(!m.help.is_empty() && !m.help.contains('\n'));
+        }
+    }
+}

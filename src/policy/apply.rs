@@ -72,14 +72,18 @@ impl CompiledPolicy {
         msg: &mut SipMessage,
         fired: &mut Vec<&'p str>,
     ) -> Result<(), Reject> {
+        let mut view = View::default();
         for &i in &self.plans[dir.index()] {
             let Some(rule) = self.rules.get(i) else { continue };
-            if !holds(&rule.cond, msg, ctx) {
+            if !holds(&rule.cond, msg, ctx, &mut view) {
                 continue;
             }
             fired.push(rule.name.as_str());
             for act in &rule.actions {
-                run(act, msg)?;
+                run(act, msg, &mut view)?;
+                if rewrites_from_or_to(act) {
+                    view = View::default();
+                }
             }
         }
         Ok(())
@@ -141,17 +145,7 @@ fn headers_mut(msg: &mut SipMessage) -> &mut rsip::Headers {
 }
 
 fn first<'m>(msg: &'m SipMessage, name: &HName) -> Option<&'m str> {
-    headers(msg).iter().find_map(|h| {
-        let (n, v) = name_value(h);
-        name.is(n).then_some(v)
-    })
-}
-
-fn first_named<'m>(msg: &'m SipMessage, name: &str) -> Option<&'m str> {
-    headers(msg).iter().find_map(|h| {
-        let (n, v) = name_value(h);
-        n.eq_ignore_ascii_case(name).then_some(v)
-    })
+    headers(msg).iter().find(|h| name.matches(h)).map(|h| name_value(h).1)
 }
 
 fn status(msg: &SipMessage) -> Option<u16> {
@@ -161,7 +155,83 @@ fn status(msg: &SipMessage) -> Option<u16> {
     }
 }
 
-fn holds(c: &Cond, msg: &SipMessage, ctx: &MessageContext<'_>) -> bool {
+/// True for the headers the B2BUA owns ([`topology::B2BUA_OWNED`]), by variant first since
+/// every retain pass asks it of every header.
+fn owned(h: &Header) -> bool {
+    match h {
+        Header::Via(_)
+        | Header::CallId(_)
+        | Header::CSeq(_)
+        | Header::From(_)
+        | Header::To(_)
+        | Header::Contact(_)
+        | Header::Route(_)
+        | Header::RecordRoute(_)
+        | Header::MaxForwards(_)
+        | Header::ContentLength(_) => true,
+        Header::Other(n, _) => topology::is_owned(n),
+        _ => false,
+    }
+}
+
+/// Where the URI parts of From and To are, found once per message and reused by every condition
+/// and template. Only a rewrite of From or To changes their text: compile refuses every other
+/// action naming them and the removals never drop them, so other actions may move the headers
+/// but leave the spans valid.
+#[derive(Debug, Default)]
+struct View {
+    from: Slot,
+    to: Slot,
+}
+
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Unknown,
+    Missing,
+    Found(UriSpans),
+}
+
+fn rewrites_from_or_to(act: &Act) -> bool {
+    match act {
+        Act::Rewrite(UriTarget::Header(h), _, _) | Act::Display(h, _) => {
+            h.as_str() == "From" || h.as_str() == "To"
+        }
+        _ => false,
+    }
+}
+
+/// The value of the first From (or To) header.
+fn addr_value(msg: &SipMessage, from: bool) -> Option<&str> {
+    headers(msg).iter().find_map(|h| {
+        let hit = match h {
+            Header::From(_) => from,
+            Header::To(_) => !from,
+            Header::Other(n, _) => n.eq_ignore_ascii_case(if from { "From" } else { "To" }),
+            _ => false,
+        };
+        hit.then(|| name_value(h).1)
+    })
+}
+
+impl View {
+    fn addr<'m>(&mut self, msg: &'m SipMessage, from: bool) -> Option<(&'m str, &UriSpans)> {
+        let value = addr_value(msg, from)?;
+        let slot = if from { &mut self.from } else { &mut self.to };
+        if matches!(slot, Slot::Unknown) {
+            *slot = match elements(value).next().and_then(|e| uri_spans(value, e)) {
+                Some(s) => Slot::Found(s),
+                None => Slot::Missing,
+            };
+        }
+        match slot {
+            Slot::Found(s) => Some((value, &*s)),
+            _ => None,
+        }
+    }
+}
+
+fn holds(c: &Cond, msg: &SipMessage, ctx: &MessageContext<'_>, view: &mut View) -> bool {
     match (c.kind, msg) {
         (Some(MessageKind::Request), SipMessage::Response(_))
         | (Some(MessageKind::Response), SipMessage::Request(_)) => return false,
@@ -176,9 +246,12 @@ fn holds(c: &Cond, msg: &SipMessage, ctx: &MessageContext<'_>) -> bool {
     if !c.methods.is_empty() {
         let ok = match msg {
             SipMessage::Request(r) => c.methods.iter().any(|(m, _)| *m == r.method),
-            SipMessage::Response(_) => {
-                let cseq_method =
-                    first_named(msg, "CSeq").and_then(|v| v.split_ascii_whitespace().nth(1));
+            SipMessage::Response(r) => {
+                let cseq = r.headers.iter().find_map(|h| match h {
+                    Header::CSeq(_) => Some(name_value(h).1),
+                    _ => None,
+                });
+                let cseq_method = cseq.and_then(|v| v.split_ascii_whitespace().nth(1));
                 cseq_method
                     .is_some_and(|cm| c.methods.iter().any(|(_, n)| n.eq_ignore_ascii_case(cm)))
             }
@@ -196,17 +269,13 @@ fn holds(c: &Cond, msg: &SipMessage, ctx: &MessageContext<'_>) -> bool {
     if c.absent.iter().any(|h| first(msg, h).is_some()) {
         return false;
     }
-    for (h, re) in &c.header_res {
-        let any = headers(msg).iter().any(|x| {
-            let (n, v) = name_value(x);
-            h.is(n) && re.is_match(v)
-        });
-        if !any {
+    for (h, m) in &c.header_res {
+        if !headers(msg).iter().any(|x| h.matches(x) && m.is_match(name_value(x).1)) {
             return false;
         }
     }
-    c.uri_res.iter().all(|(field, part, re)| {
-        with_uri_part(msg, *field, *part, |v| v.is_some_and(|v| re.is_match(v)))
+    c.uri_res.iter().all(|(field, part, m)| {
+        with_uri_part(msg, view, *field, *part, |v| v.is_some_and(|v| m.is_match(v)))
     })
 }
 
@@ -214,6 +283,7 @@ fn holds(c: &Cond, msg: &SipMessage, ctx: &MessageContext<'_>) -> bool {
 /// the URI itself is missing), without allocating.
 fn with_uri_part<R>(
     msg: &SipMessage,
+    view: &mut View,
     field: UriField,
     part: Part,
     f: impl FnOnce(Option<&str>) -> R,
@@ -237,13 +307,9 @@ fn with_uri_part<R>(
             }
         }
         UriField::From | UriField::To => {
-            let name = if field == UriField::From { "From" } else { "To" };
-            let value = first_named(msg, name);
-            let spans = value
-                .and_then(|v| elements(v).next().and_then(|e| uri_spans(v, e)).map(|s| (v, s)));
-            let text = spans.and_then(|(v, s)| match part {
-                Part::User => v.get(s.user),
-                Part::Host => s.host.and_then(|h| v.get(h)),
+            let text = view.addr(msg, field == UriField::From).and_then(|(v, s)| match part {
+                Part::User => v.get(s.user.clone()),
+                Part::Host => s.host.clone().and_then(|h| v.get(h)),
             });
             f(text)
         }
@@ -251,7 +317,7 @@ fn with_uri_part<R>(
 }
 
 /// Renders a template against the current message; `None` when a variable is missing or empty.
-fn render(t: &Template, msg: &SipMessage) -> Option<String> {
+fn render(t: &Template, msg: &SipMessage, view: &mut View) -> Option<String> {
     if let Some(lit) = t.literal() {
         return Some(lit.to_string());
     }
@@ -263,7 +329,7 @@ fn render(t: &Template, msg: &SipMessage) -> Option<String> {
                 out.push_str(first(msg, h).filter(|v| !v.is_empty())?)
             }
             Piece::Var(super::compile::Var::Uri(field, part)) => {
-                let ok = with_uri_part(msg, *field, *part, |v| match v {
+                let ok = with_uri_part(msg, view, *field, *part, |v| match v {
                     Some(v) if !v.is_empty() => {
                         out.push_str(v);
                         true
@@ -279,16 +345,16 @@ fn render(t: &Template, msg: &SipMessage) -> Option<String> {
     Some(out)
 }
 
-fn run(act: &Act, msg: &mut SipMessage) -> Result<(), Reject> {
+fn run(act: &Act, msg: &mut SipMessage, view: &mut View) -> Result<(), Reject> {
     match act {
         Act::Set(h, t) => {
-            let Some(value) = render(t, msg) else { return Ok(()) };
+            let Some(value) = render(t, msg, view) else { return Ok(()) };
             let hs = headers_mut(msg);
             let mut value = Some(value);
             let mut seen = false;
-            hs.retain(|x| !h.is(name_value(x).0) || !std::mem::replace(&mut seen, true));
+            hs.retain(|x| !h.matches(x) || !std::mem::replace(&mut seen, true));
             for x in hs.iter_mut() {
-                if h.is(name_value(x).0) {
+                if h.matches(x) {
                     if let Some(v) = value.take() {
                         *x = make(h.as_str(), v);
                     }
@@ -299,43 +365,39 @@ fn run(act: &Act, msg: &mut SipMessage) -> Result<(), Reject> {
             }
         }
         Act::Add(h, t) => {
-            if let Some(v) = render(t, msg) {
+            if let Some(v) = render(t, msg, view) {
                 append(headers_mut(msg), make(h.as_str(), v));
             }
         }
         Act::Remove(names) => {
-            headers_mut(msg).retain(|x| {
-                let n = name_value(x).0;
-                !names.iter().any(|h| h.is(n))
-            });
+            headers_mut(msg).retain(|x| !names.iter().any(|h| h.matches(x)));
         }
         Act::RemoveRegex(re) => {
-            headers_mut(msg).retain(|x| {
-                let n = name_value(x).0;
-                !re.is_match(n) || topology::is_owned(n)
-            });
+            headers_mut(msg).retain(|x| !re.is_match(name_value(x).0) || owned(x));
         }
         Act::Rename(from, to) => {
             for x in headers_mut(msg).iter_mut() {
-                let (n, v) = name_value(x);
-                if from.is(n) {
-                    *x = make(to.as_str(), v.to_string());
+                if !from.matches(x) {
+                    continue;
                 }
+                let v = name_value(x).1;
+                *x = make(to.as_str(), v.to_string());
             }
         }
         Act::Replace(h, re, with) => {
             for x in headers_mut(msg).iter_mut() {
-                let (n, v) = name_value(x);
-                if h.is(n) {
-                    if let Cow::Owned(new) = re.replace_all(v, with.as_str()) {
-                        *x = make(h.as_str(), new);
-                    }
+                if !h.matches(x) {
+                    continue;
+                }
+                let v = name_value(x).1;
+                if let Cow::Owned(new) = re.replace_all(v, with.as_str()) {
+                    *x = make(h.as_str(), new);
                 }
             }
         }
         Act::Rewrite(target, part, op) => {
             let rendered = match op {
-                UriOp::Value(t) => match render(t, msg) {
+                UriOp::Value(t) => match render(t, msg, view) {
                     Some(v) => Some(v),
                     None => return Ok(()),
                 },
@@ -349,33 +411,32 @@ fn run(act: &Act, msg: &mut SipMessage) -> Result<(), Reject> {
                 }
                 UriTarget::Header(h) => {
                     for x in headers_mut(msg).iter_mut() {
-                        let (n, v) = name_value(x);
-                        if h.is(n) {
-                            if let Some(new) = rewrite_value(v, *part, op, rendered.as_deref()) {
-                                *x = make(h.as_str(), new);
-                            }
+                        if !h.matches(x) {
+                            continue;
+                        }
+                        let v = name_value(x).1;
+                        if let Some(new) = rewrite_value(v, *part, op, rendered.as_deref()) {
+                            *x = make(h.as_str(), new);
                         }
                     }
                 }
             }
         }
         Act::Display(h, t) => {
-            let Some(name) = render(t, msg) else { return Ok(()) };
+            let Some(name) = render(t, msg, view) else { return Ok(()) };
             for x in headers_mut(msg).iter_mut() {
-                let (n, v) = name_value(x);
-                if h.is(n) {
-                    let new = set_display(v, &name);
-                    if new != v {
-                        *x = make(h.as_str(), new);
-                    }
+                if !h.matches(x) {
+                    continue;
+                }
+                let v = name_value(x).1;
+                let new = set_display(v, &name);
+                if new != v {
+                    *x = make(h.as_str(), new);
                 }
             }
         }
         Act::Allow(keep) => {
-            headers_mut(msg).retain(|x| {
-                let n = name_value(x).0;
-                keep.iter().any(|h| h.is(n)) || topology::is_owned(n)
-            });
+            headers_mut(msg).retain(|x| keep.iter().any(|h| h.matches(x)) || owned(x));
         }
         Act::Translate { from, to, reason } => {
             if let SipMessage::Response(r) = msg {
@@ -424,7 +485,11 @@ fn is_sdp(msg: &SipMessage) -> bool {
     if body.is_empty() {
         return false;
     }
-    match first_named(msg, "Content-Type") {
+    let content_type = headers(msg).iter().find_map(|h| match h {
+        Header::ContentType(_) => Some(name_value(h).1),
+        _ => None,
+    });
+    match content_type {
         Some(ct) => {
             ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
         }
@@ -1225,6 +1290,25 @@ a=fmtp:101 0-16
             .expect("ok");
         assert_eq!(out.fired, [("a", "ua"), ("b", "ua")]);
         assert_eq!(all(&m, "User-Agent"), ["B"]);
+    }
+
+    #[test]
+    fn owned_by_variant_agrees_with_topology() {
+        for name in topology::B2BUA_OWNED {
+            assert!(owned(&make(name, "x")), "{name}");
+            assert!(owned(&Header::Other(name.to_lowercase(), "x".into())), "{name}");
+        }
+        for name in ["User-Agent", "X-Via", "P-Asserted-Identity", "Content-Type", "RSeq"] {
+            assert!(!owned(&make(name, "x")), "{name}");
+        }
+    }
+
+    #[test]
+    fn view_is_refreshed_after_each_action() {
+        let rules = "  - name: r\n    do:\n      - rewrite_user: {header: From, value: '999'}\n      - set: {header: X-From, value: '${from.user}'}\n";
+        let mut m = msg(INVITE);
+        fired(rules, &mut m);
+        assert_eq!(all(&m, "X-From"), ["999"]);
     }
 
     // ---- URI scanning ----

@@ -88,28 +88,104 @@ const ALWAYS_ALLOWED: &[&str] =
 /// A header name, canonical (compact forms expanded, rsip's spelling for known headers), matched
 /// case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HName(Box<str>);
+pub(crate) struct HName {
+    name: Box<str>,
+    /// rsip's variant for a known header: matching it is one compare, no name lookup.
+    kind: Option<std::mem::Discriminant<Header>>,
+}
 
 impl HName {
     fn new(written: &str) -> HName {
         let written = written.trim();
-        if let Some(full) = expand_compact(written.as_bytes()) {
-            return HName(full.into());
-        }
+        let written = expand_compact(written.as_bytes()).unwrap_or(written);
         match make(written, "") {
-            Header::Other(_, _) => HName(written.into()),
-            known => HName(name_value(&known).0.into()),
+            Header::Other(_, _) => HName { name: written.into(), kind: None },
+            known => HName {
+                name: name_value(&known).0.into(),
+                kind: Some(std::mem::discriminant(&known)),
+            },
         }
     }
 
     /// True when a header named `name` (as rsip reports it) is this one.
     #[inline]
     pub(crate) fn is(&self, name: &str) -> bool {
-        name.len() == self.0.len() && name.eq_ignore_ascii_case(&self.0)
+        name.len() == self.name.len() && name.eq_ignore_ascii_case(&self.name)
+    }
+
+    /// True when `h` is this header.
+    #[inline]
+    pub(crate) fn matches(&self, h: &Header) -> bool {
+        match h {
+            Header::Other(n, _) => self.is(n),
+            known => self.kind == Some(std::mem::discriminant(known)),
+        }
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+}
+
+/// A regex, or the plain text test it amounts to. Most patterns in policies are literals with
+/// an anchor (`^X-`, `<file:`, `^Cisco-SIPGateway`); for those a byte compare is several times
+/// cheaper than a regex search, whose fixed cost dominates on short header values.
+#[derive(Debug, Clone)]
+pub(crate) enum Matcher {
+    Exact(Box<str>, bool),
+    Prefix(Box<str>, bool),
+    Suffix(Box<str>, bool),
+    Contains(Box<str>, bool),
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn new(re: Regex, nocase: bool) -> Matcher {
+        let p = re.as_str();
+        let (anchored_start, rest) = match p.strip_prefix('^') {
+            Some(r) => (true, r),
+            None => (false, p),
+        };
+        let (anchored_end, lit) = match rest.strip_suffix('$') {
+            Some(r) if !r.ends_with('\\') => (true, r),
+            _ => (false, rest),
+        };
+        // Case folding beyond ASCII is the regex crate's business.
+        let plain = !lit.is_empty()
+            && lit.chars().all(|c| !"\\.+*?()|[]{}^$#".contains(c) && !c.is_whitespace())
+            && (!nocase || lit.is_ascii());
+        if !plain {
+            return Matcher::Regex(re);
+        }
+        let lit: Box<str> = lit.into();
+        match (anchored_start, anchored_end) {
+            (true, true) => Matcher::Exact(lit, nocase),
+            (true, false) => Matcher::Prefix(lit, nocase),
+            (false, true) => Matcher::Suffix(lit, nocase),
+            (false, false) => Matcher::Contains(lit, nocase),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_match(&self, s: &str) -> bool {
+        fn eq(a: &[u8], b: &[u8], nocase: bool) -> bool {
+            if nocase {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        }
+        let (h, b) = (s.as_bytes(), |l: &str| l.len());
+        match self {
+            Matcher::Exact(l, n) => eq(h, l.as_bytes(), *n),
+            Matcher::Prefix(l, n) => h.len() >= b(l) && eq(&h[..b(l)], l.as_bytes(), *n),
+            Matcher::Suffix(l, n) => h.len() >= b(l) && eq(&h[h.len() - b(l)..], l.as_bytes(), *n),
+            Matcher::Contains(l, false) => s.contains(&**l),
+            Matcher::Contains(l, true) => {
+                h.windows(b(l)).any(|w| w.eq_ignore_ascii_case(l.as_bytes()))
+            }
+            Matcher::Regex(re) => re.is_match(s),
+        }
     }
 }
 
@@ -236,8 +312,8 @@ pub(crate) struct Cond {
     pub(crate) zones: Vec<String>,
     pub(crate) present: Vec<HName>,
     pub(crate) absent: Vec<HName>,
-    pub(crate) header_res: Vec<(HName, Regex)>,
-    pub(crate) uri_res: Vec<(UriField, Part, Regex)>,
+    pub(crate) header_res: Vec<(HName, Matcher)>,
+    pub(crate) uri_res: Vec<(UriField, Part, Matcher)>,
 }
 
 /// Compiled actions.
@@ -246,7 +322,7 @@ pub(crate) enum Act {
     Set(HName, Template),
     Add(HName, Template),
     Remove(Vec<HName>),
-    RemoveRegex(Regex),
+    RemoveRegex(Matcher),
     Rename(HName, HName),
     Replace(HName, Regex, String),
     Rewrite(UriTarget, Part, UriOp),
@@ -569,7 +645,7 @@ impl Checker<'_> {
             let h = self.header_name(&path, label, name);
             let r = self.regex(&path, label, pattern, false);
             if let (Some(h), Some(r)) = (h, r) {
-                c.header_res.push((h, r));
+                c.header_res.push((h, Matcher::new(r, false)));
             }
         }
         let uris = [
@@ -584,7 +660,7 @@ impl Checker<'_> {
             if let Some(p) = pattern {
                 // Host names are case-insensitive (RFC 3261 §19.1.4); user parts are not.
                 if let Some(r) = self.regex(&at(key), label, p, part == Part::Host) {
-                    c.uri_res.push((field, part, r));
+                    c.uri_res.push((field, part, Matcher::new(r, part == Part::Host)));
                 }
             }
         }
@@ -615,7 +691,7 @@ impl Checker<'_> {
                     out.into_iter().collect::<Option<Vec<_>>>().map(Act::Remove)
                 }
                 (None, Some(pattern)) => {
-                    let re = self.regex(&sub("regex"), &what, pattern, true)?;
+                    let re = Matcher::new(self.regex(&sub("regex"), &what, pattern, true)?, true);
                     let hits: Vec<&str> =
                         topology::B2BUA_OWNED.iter().copied().filter(|n| re.is_match(n)).collect();
                     if hits.is_empty() {
@@ -994,6 +1070,39 @@ mod tests {
             "rules:\n  - name: r\n    do:\n      - set: {header: X-A, value: \"${from.user\"}\n",
         );
         assert!(e.message.contains("unclosed ${"), "{e}");
+    }
+
+    #[test]
+    fn literal_patterns_skip_the_regex_engine() {
+        let m = |p: &str, nocase| Matcher::new(Regex::new(p).expect("valid"), nocase);
+        assert!(matches!(m("^X-", true), Matcher::Prefix(_, true)));
+        assert!(matches!(m("<file:", false), Matcher::Contains(_, false)));
+        assert!(matches!(m("^id$", false), Matcher::Exact(_, false)));
+        assert!(matches!(m("-phone$", false), Matcher::Suffix(_, false)));
+        for p in ["^0[1-9]", "a.b", "^$", "x\\$", "(?i)^x", "a b", "^\\+49"] {
+            assert!(matches!(m(p, false), Matcher::Regex(_)), "{p}");
+        }
+        assert!(m("^X-", true).is_match("x-asterisk-hangupcause"));
+        assert!(!m("^X-", true).is_match("Max-Forwards"));
+        assert!(!m("^X-", false).is_match("x-a"));
+        assert!(m("<file:", false).is_match("<file://Bellcore-dr2/>"));
+        assert!(m("FILE", true).is_match("<file://x>"));
+        assert!(m("-dr2/>$", false).is_match("<file://Bellcore-dr2/>"));
+        assert!(!m("^id$", false).is_match("ids"));
+        assert!(!m("^abc", false).is_match("ab"));
+    }
+
+    #[test]
+    fn header_names_match_variants_and_others() {
+        let ua = HName::new("user-agent");
+        assert_eq!(ua.as_str(), "User-Agent");
+        assert!(ua.matches(&make("User-Agent", "x")));
+        assert!(ua.matches(&Header::Other("USER-AGENT".into(), "x".into())));
+        assert!(!ua.matches(&make("Server", "x")));
+        let x = HName::new("X-Foo");
+        assert!(x.matches(&make("x-foo", "1")));
+        assert!(!x.matches(&make("X-Foo-Bar", "1")));
+        assert_eq!(HName::new("k").as_str(), "Supported");
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Server {
             timeout: Some(cfg.media.timeout.0).filter(|d| !d.is_zero()),
         };
         let stats = Arc::new(SharedStats::new(shard_count, cfg.zones.len()));
+        let health = Arc::new(crate::trunk::health::TrunkHealth::new(router.trunks.len()));
         let (err_tx, err_rx) = mpsc::unbounded_channel();
         let outbound = Arc::new(Outbound::new(&bound, cfg, err_tx));
         let mut senders = Vec::with_capacity(shard_count);
@@ -138,14 +139,18 @@ impl Server {
         let dispatcher = Arc::new(Dispatcher::new(senders.clone(), limits(cfg), outbound.clone()));
         outbound.set_dispatcher(dispatcher.clone());
         for (i, (rx, relay_rx)) in receivers.into_iter().zip(relay_rxs).enumerate() {
-            let shard = crate::shard::Shard::with_relay(
-                i,
-                shard_count,
-                router.clone(),
-                timer_config(cfg),
-                relay.clone(),
-                settings.clone(),
-                cfg.media.quarantine.0,
+            let shard = crate::shard::Shard::from_setup(
+                tokio::time::Instant::now().into_std(),
+                crate::shard::ShardSetup {
+                    index: i,
+                    count: shard_count,
+                    router: router.clone(),
+                    timers: timer_config(cfg),
+                    relay: relay.clone(),
+                    media: settings.clone(),
+                    quarantine: cfg.media.quarantine.0,
+                    health: health.clone(),
+                },
             );
             tokio::spawn(shard_task::run(shard, i, rx, relay_rx, outbound.clone(), stats.clone()));
         }
@@ -161,6 +166,36 @@ impl Server {
             stats,
             zone_names: cfg.zones.iter().map(|z| z.name.clone()).collect(),
         })
+    }
+
+    /// Drains for shutdown: new calls refused with 503 + Retry-After, trunks de-registered,
+    /// calls in progress left to end until `grace`, then hung up with a Reason. Returns when no
+    /// call and no transaction is left (or a short time after the hang-up).
+    pub async fn drain(&self, grace: std::time::Duration) {
+        for s in &self.shards {
+            let _ = s.send(ShardInput::Drain).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.stats.calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if self.stats.calls() > 0 {
+            tracing::warn!(
+                calls = self.stats.calls(),
+                "drain grace over, hanging up remaining calls"
+            );
+            for s in &self.shards {
+                let reason = "SIP;cause=503;text=\"Service shutting down\"".to_string();
+                let _ = s.send(ShardInput::HangupAll(reason)).await;
+            }
+        }
+        // Let BYEs, de-REGISTERs and their answers cross (bounded).
+        let settle = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while (self.stats.calls() > 0 || self.stats.transactions() > 0)
+            && tokio::time::Instant::now() < settle
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Applies a new (validated) config to every shard: routes and timers. Listen sockets are

@@ -23,6 +23,10 @@ pub enum ShardInput {
     TransportError(Flow),
     /// New routing and timers.
     Reload(Arc<Router>, TimerConfig),
+    /// Stop taking calls, de-register trunks.
+    Drain,
+    /// End every call now (BYE with this Reason).
+    HangupAll(String),
 }
 
 fn now() -> std::time::Instant {
@@ -34,6 +38,8 @@ fn handle(shard: &mut Shard, input: ShardInput) {
         ShardInput::Message(msg, flow) => shard.handle_message(now(), msg, flow),
         ShardInput::TransportError(flow) => shard.handle_transport_error(now(), flow),
         ShardInput::Reload(router, timers) => shard.reload(router, timers),
+        ShardInput::Drain => shard.start_drain(now()),
+        ShardInput::HangupAll(reason) => shard.hangup_all(now(), &reason),
     }
 }
 
@@ -76,6 +82,7 @@ pub async fn run(
         }
         for rec in shard.b2bua_mut().take_finished() {
             crate::observe::calls::record_finished(&rec);
+            crate::observe::cdr::submit(rec);
         }
         stats.publish(
             index,

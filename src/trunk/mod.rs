@@ -4,3 +4,7 @@
 pub mod digest;
 pub mod digest_client;
 pub mod digest_server;
+pub mod edge;
+pub mod health;
+pub mod keepalive;
+pub mod registration;

@@ -73,6 +73,10 @@ pub struct Setup {
     pub ring_timeout: &'static str,
     /// Extra YAML appended at the end.
     pub extra: String,
+    /// Extra YAML lines under the `itsp` trunk (indented by 4 spaces).
+    pub itsp_extra: String,
+    /// Extra YAML lines under the `trunk` zone (indented by 4 spaces).
+    pub trunk_zone_extra: String,
 }
 
 impl Default for Setup {
@@ -83,6 +87,8 @@ impl Default for Setup {
             t1: "100ms",
             ring_timeout: "3m",
             extra: String::new(),
+            itsp_extra: String::new(),
+            trunk_zone_extra: String::new(),
         }
     }
 }
@@ -95,13 +101,16 @@ pub fn config(p: &Ports, s: &Setup) -> String {
     udp: 127.0.0.1:{lan}
     tcp: 127.0.0.1:{lan}
   - name: trunk
+    kind: trunk
     udp: 127.0.0.1:{trunk}
     tcp: 127.0.0.1:{trunk}
+{tz}
 trunks:
   - name: itsp
     zone: trunk
     address: 127.0.0.1:{itsp}
     transport: {it}
+{ie}
   - name: itsp-backup
     zone: trunk
     address: 127.0.0.1:{itsp2}
@@ -137,6 +146,8 @@ runtime:
         t1 = s.t1,
         rt = s.ring_timeout,
         extra = s.extra,
+        tz = s.trunk_zone_extra,
+        ie = s.itsp_extra,
     )
 }
 

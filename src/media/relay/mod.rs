@@ -432,12 +432,14 @@ impl Relay {
             Some(c) => Some(stun::IceAgent::new(c).map_err(RelayError::Ice)?),
             None => None,
         };
-        let clock_rate = end.clock_rate;
+        // A zero rate would turn every arrival time into 0 and the jitter into nonsense.
+        let clock_rate = if end.clock_rate == 0 { 8000 } else { end.clock_rate };
         Ok((PreparedEnd { socket: end.socket, peer: end.peer, ice, clock_rate }, local))
     }
 
     /// Starts relaying a pair. The sockets are the relay's from here on; they are closed by
-    /// [`Relay::close`] (watch for [`RelayEvent::Closed`] before rebinding their ports).
+    /// [`Relay::close`] (watch for [`RelayEvent::Closed`] before rebinding their ports), or at
+    /// once if `open` fails.
     pub fn open(&self, spec: PairSpec) -> Result<(), RelayError> {
         if self.pairs.read().is_ok_and(|p| p.contains_key(&spec.id)) {
             return Err(RelayError::Duplicate(spec.id));

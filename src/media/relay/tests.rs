@@ -361,8 +361,9 @@ fn loss_and_jitter_through_the_relay() {
         let s = h.wait_stats(7, |s| s.a_to_b.packets == sent);
         assert_eq!(s.a_to_b.packets, sent);
         assert_eq!(s.a_to_b.lost, 3, "{kind:?}");
-        // 20 ms pacing by sleep: a few ms of noise at most, i.e. well under 100 units (12.5 ms).
-        assert!(s.a_to_b.jitter < 100, "{kind:?}: jitter {}", s.a_to_b.jitter);
+        // Pacing by sleep on a shared machine: noise of a few ms, far below 400 units (50 ms);
+        // the exact A.8 arithmetic is checked with synthetic arrivals in stats.rs.
+        assert!(s.a_to_b.jitter < 400, "{kind:?}: jitter {}", s.a_to_b.jitter);
         assert_eq!(s.a_to_b.clock_rate, 8000);
         assert!((s.a_to_b.jitter_ms - f64::from(s.a_to_b.jitter) / 8.0).abs() < 1e-9);
         assert_eq!(s.b_to_a.clock_rate, 48000);

@@ -220,6 +220,8 @@ pub struct Call {
     pub auth_attempt: crate::trunk::digest_client::AuthAttempt,
     /// Q.850 cause of the outcome (received Reason or mapped from the final code).
     pub q850_cause: Option<u8>,
+    /// Policies of the peers of leg A and leg B, fixed when the leg was set up.
+    pub policies: [crate::policy::PolicyChain; 2],
     /// Media of the call (None before the first attempt).
     pub media: Option<crate::media::MediaSession>,
     /// When the INVITE arrived.

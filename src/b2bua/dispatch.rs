@@ -295,6 +295,12 @@ impl B2bua {
                     {
                         resp.body = b;
                     }
+                    let resp = match self.calls.get(&call) {
+                        Some(c) => {
+                            super::policy_hook::police_response(&self.router, c, Side::B, resp)
+                        }
+                        None => resp,
+                    };
                     let _ = tl.respond(now, stx, resp);
                 }
             }

@@ -4,6 +4,7 @@
 use super::call::{CallKey, CallState, EndCause, PendingReinvite, Side};
 use super::dispatch::{B2bua, ClientRole};
 use super::local::relay_response;
+use super::policy_hook::{police_request, police_response};
 use super::reply::ReplyTemplate;
 use crate::dialog::uri::contact_uri;
 use crate::dialog::{Dialog, DialogState};
@@ -158,6 +159,8 @@ impl B2bua {
         match out {
             Some((req, f)) => {
                 call.byes_pending = 1;
+                // A BYE must go out whatever a rule says; a rejection leaves it as built.
+                let req = police_request(&self.router, call, side, req.clone()).unwrap_or(req);
                 let t = tl.send_request(now, req, f);
                 self.clients.insert(t, ClientRole::Bye(key));
             }
@@ -229,6 +232,13 @@ impl B2bua {
         copy_crossing(&msg, &mut extra, &[]);
         let req = d.request(Method::Invite, cseq, extra, body);
         let f = d.flow;
+        let req = match police_request(&self.router, call, side, req) {
+            Ok(r) => r,
+            Err(rej) => {
+                self.reply_local(now, tl, tx, &msg, flow, rej.code, Some(&rej.reason), &[]);
+                return;
+            }
+        };
         let ctx = tl.send_request(now, req, f);
         call.reinvite = Some(PendingReinvite {
             from: side,
@@ -276,6 +286,7 @@ impl B2bua {
             }
         }
         let Some(call) = self.calls.get_mut(&key) else { return };
+        let resp = police_response(&self.router, call, to, resp);
         match code {
             101..=199 => {
                 let _ = tl.respond(now, r.server_tx, resp);
@@ -365,7 +376,9 @@ impl B2bua {
             let mut extra = Vec::new();
             copy_crossing(&msg, &mut extra, &[]);
             let ack = d.request(Method::Ack, out_cseq, extra, body);
-            let bytes = tl.send_stateless(ack, d.flow);
+            let flow = d.flow;
+            let ack = police_request(&self.router, call, side, ack.clone()).unwrap_or(ack);
+            let bytes = tl.send_stateless(ack, flow);
             call.last_ack[other.idx()] = Some((out_cseq, bytes));
         }
     }
@@ -451,6 +464,17 @@ impl B2bua {
         copy_crossing(&msg, &mut extra, &[]);
         let req = d.request(method, cseq, extra, body);
         let f = d.flow;
+        let policed = match self.calls.get(&key) {
+            Some(call) => police_request(&self.router, call, side, req),
+            None => Ok(req),
+        };
+        let req = match policed {
+            Ok(r) => r,
+            Err(rej) => {
+                self.reply_local(now, tl, tx, &msg, flow, rej.code, Some(&rej.reason), &[]);
+                return;
+            }
+        };
         let ctx = tl.send_request(now, req, f);
         let reply = ReplyTemplate::of(&msg, flow.remote);
         self.clients.insert(ctx, ClientRole::Relay { call: key, from: side, server_tx: tx, reply });
@@ -490,6 +514,10 @@ impl B2bua {
                 resp.body = b;
             }
         }
+        let resp = match self.calls.get(&key) {
+            Some(call) => police_response(&self.router, call, from.other(), resp),
+            None => resp,
+        };
         let _ = tl.respond(now, server_tx, resp);
     }
 }

@@ -7,6 +7,7 @@ use super::call::{
 };
 use super::dispatch::{B2bua, ClientRole};
 use super::local::{relay_response, strip_tag};
+use super::policy_hook::{police_request, police_response, run_policies};
 use super::reply::ReplyTemplate;
 use crate::dialog::uri::{contact_uri, route_entries};
 use crate::dialog::{Dialog, DialogState};
@@ -132,6 +133,13 @@ impl B2bua {
             end_cause: None,
             byes_pending: 0,
             media: None,
+            policies: [
+                a_trunk
+                    .and_then(|t| self.router.trunk(t))
+                    .map(|t| t.policies.clone())
+                    .unwrap_or_default(),
+                Default::default(),
+            ],
             auth_attempt: Default::default(),
             q850_cause: None,
             started: now,
@@ -249,6 +257,18 @@ impl B2bua {
         let cseq = b.next_cseq();
         let mut req = b.request(Method::Invite, cseq, extra, body);
         crate::sip::build::set_header(&mut req.headers, "Max-Forwards", max_forwards.to_string());
+        // Policies of the caller's peer, then of the trunk the call goes to.
+        let a_chain = call.policies[0].clone();
+        let a_zone = call.a.flow.zone;
+        let mut out = rsip::SipMessage::Request(req);
+        if let Err(rej) =
+            run_policies(&self.router, [&a_chain, &trunk.policies], a_zone, trunk.zone, &mut out)
+        {
+            tracing::info!(code = rej.code, reason = %rej.reason, "call rejected by policy");
+            self.refuse_call(now, key, rej.code, &rej.reason, EndCause::Refused(rej.code), tl);
+            return;
+        }
+        let rsip::SipMessage::Request(req) = out else { return };
         let ctx = tl.send_request(now, req, flow);
 
         let Some(call) = self.calls.get_mut(&key) else { return };
@@ -260,6 +280,7 @@ impl B2bua {
         }
         call.b = b;
         call.b_trunk = Some(trunk_id);
+        call.policies[1] = trunk.policies.clone();
         call.b_invite_cseq = cseq;
         call.b_invite_tx = Some(ctx);
         // The previous target's early dialogs end; A keeps the tag it knows (the next target's
@@ -414,6 +435,8 @@ impl B2bua {
             hs.push(make("Require", require.join(", ")));
         }
         resp.headers = hs.into();
+        let resp = police_response(&self.router, call, Side::B, resp);
+        let Some(init) = call.initial.as_ref() else { return };
         let server_tx = init.server_tx;
         if reliable_to_a {
             let reliable_transport = call.a.flow.transport.is_reliable();
@@ -470,7 +493,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else { return };
         let Some(f) = call.forks.get_mut(fork) else { return };
         let req = f.b.request(Method::PRack, cseq, extra, body);
-        let t = tl.send_request(now, req, f.b.flow);
+        let flow = f.b.flow;
+        let req = police_request(&self.router, call, Side::A, req.clone()).unwrap_or(req);
+        let t = tl.send_request(now, req, flow);
         self.clients
             .insert(t, ClientRole::Prack { call: key, a_prack: from_a.map(|(tx, r, _)| (tx, r)) });
     }
@@ -545,6 +570,7 @@ impl B2bua {
         if let Some(b) = body {
             resp.body = b;
         }
+        let resp = police_response(&self.router, call, Side::B, resp);
         let _ = tl.respond(now, init.server_tx, resp.clone());
         let reliable = call.a.flow.transport.is_reliable();
         let give_up = now + t1 * 64;
@@ -646,6 +672,10 @@ impl B2bua {
                 }
             }
         }
+        let resp = match self.calls.get(&key) {
+            Some(call) => police_response(&self.router, call, Side::B, resp),
+            None => resp,
+        };
         let _ = tl.respond(now, server_tx, resp);
         self.finish_call(key, now, out_code);
     }

@@ -163,6 +163,24 @@ impl B2bua {
             headers: headers.into(),
             body: msg.body().to_vec(),
         };
+        let source_chain = self
+            .router
+            .trunk_by_source(flow.zone, flow.remote)
+            .and_then(|t| self.router.trunk(t))
+            .map(|t| t.policies.clone())
+            .unwrap_or_default();
+        let mut outgoing = rsip::SipMessage::Request(req);
+        if let Err(rej) = super::policy_hook::run_policies(
+            &self.router,
+            [&source_chain, &trunk.policies],
+            flow.zone,
+            trunk.zone,
+            &mut outgoing,
+        ) {
+            self.reply_local(now, tl, tx, &msg, flow, rej.code, Some(&rej.reason), &[]);
+            return;
+        }
+        let rsip::SipMessage::Request(req) = outgoing else { return };
         let ctx = tl.send_request(now, req, out);
         let reply = ReplyTemplate::of(&msg, flow.remote);
         let to_tag = new_tag(&mut self.rng);

@@ -13,6 +13,7 @@ mod dispatch;
 mod in_dialog;
 mod initial;
 mod local;
+mod policy_hook;
 pub mod reply;
 pub mod router;
 #[cfg(test)]

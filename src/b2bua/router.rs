@@ -2,6 +2,7 @@
 
 use crate::config::{Config, KeepaliveConfig, MediaMode, RegisterConfig, TransportKind, ZoneKind};
 use crate::policy::causes::CauseMap;
+use crate::policy::PolicyChain;
 use crate::sip::message::Transport;
 use crate::transport::flow::{ZoneAddress, ZoneId};
 use crate::trunk::digest_client::Account;
@@ -59,6 +60,8 @@ pub struct Trunk {
     pub send_reason: bool,
     /// Pass its Reason headers on.
     pub pass_reason: bool,
+    /// Policies run on every message exchanged with it.
+    pub policies: PolicyChain,
 }
 
 /// One compiled route.
@@ -202,6 +205,12 @@ impl Router {
                     ),
                     send_reason: t.causes.send_reason,
                     pass_reason: t.causes.pass_reason,
+                    policies: PolicyChain::new(
+                        t.policies
+                            .iter()
+                            .filter_map(|p| cfg.compiled_policies.get(p).cloned())
+                            .collect(),
+                    ),
                 })
             })
             .collect();

@@ -69,9 +69,47 @@ impl From<ConfigError> for ConfigErrors {
 /// Syntax and type errors stop at the first one (serde_yaml cannot go on past it); the
 /// cross-reference checks that follow report everything they find.
 pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
-    let config: Config = serde_yaml::from_str(text).map_err(|e| from_serde(&e, origin))?;
+    load_str_at(text, origin, Path::new("."))
+}
+
+/// [`load_str`] with policy paths resolved against `base` (the config file's directory).
+pub fn load_str_at(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut config: Config = serde_yaml::from_str(text).map_err(|e| from_serde(&e, origin))?;
     let locator = locate::Locator::new(text);
     let mut errors = validate::validate(&config, &locator, origin);
+    // Every policy file is compiled now, so `sipborder check` and a reload see its errors
+    // (with the policy file's own line and column) before anything is swapped in.
+    for (i, t) in config.trunks.iter().enumerate() {
+        for (j, p) in t.policies.iter().enumerate() {
+            if config.compiled_policies.contains_key(p) {
+                continue;
+            }
+            let full = if p.is_absolute() { p.clone() } else { base.join(p) };
+            match crate::policy::compile::load_file(&full) {
+                Ok(c) => {
+                    config.compiled_policies.insert(p.clone(), std::sync::Arc::new(c));
+                }
+                Err(crate::policy::PolicyErrors(es)) => {
+                    if es.is_empty() {
+                        let pos = locator.locate(&[
+                            locate::Seg::from("trunks"),
+                            locate::Seg::from(i),
+                            locate::Seg::from("policies"),
+                            locate::Seg::from(j),
+                        ]);
+                        let (line, column) = pos.map_or((0, 0), |p| (p.line, p.column));
+                        errors.push(ConfigError {
+                            file: origin.to_string(),
+                            line,
+                            column,
+                            message: format!("policy {} could not be loaded", full.display()),
+                        });
+                    }
+                    errors.extend(es.into_iter().map(ConfigError::from));
+                }
+            }
+        }
+    }
     if errors.is_empty() {
         return Ok(config);
     }
@@ -89,7 +127,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
         column: 0,
         message: format!("cannot read: {e}"),
     })?;
-    load_str(&text, &origin)
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    load_str_at(&text, &origin, base)
 }
 
 /// The compiled-in default configuration.

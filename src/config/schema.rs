@@ -40,6 +40,13 @@ pub struct Config {
     /// Process-wide runtime knobs.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Policy files compiled at load, by the path written in `trunks[].policies` (filled by
+    /// the loader, never read from YAML).
+    #[serde(skip)]
+    pub compiled_policies: std::collections::HashMap<
+        std::path::PathBuf,
+        std::sync::Arc<crate::policy::CompiledPolicy>,
+    >,
 }
 
 /// Which way a zone faces.
@@ -226,6 +233,10 @@ pub struct TrunkConfig {
     /// SIP ↔ Q.850 cause handling toward this peer.
     #[serde(default)]
     pub causes: CausesConfig,
+    /// Policy files (policies/*.yaml) run on every message sipborder exchanges with this peer,
+    /// in order; paths relative to the config file.
+    #[serde(default)]
+    pub policies: Vec<std::path::PathBuf>,
 }
 
 /// Digest credentials. The password never sits in this file: it comes from an environment

@@ -40,6 +40,16 @@ pub fn record_finished(rec: &CallRecord) {
             .record(rec.ended.saturating_duration_since(a).as_secs_f64());
     }
     for (direction, m) in [("a_to_b", &rec.media[0]), ("b_to_a", &rec.media[1])] {
+        // Counted even when nothing was relayed: an injection into a call whose own media never
+        // started is exactly what this counter is for.
+        if m.dropped_foreign > 0 {
+            metrics::counter!(
+                names::RTP_DROPPED_FOREIGN_TOTAL,
+                "zone" => rec.a_zone.clone(),
+                "direction" => direction
+            )
+            .increment(m.dropped_foreign);
+        }
         // Calls without anchored media would only add zero-valued series.
         if m.packets == 0 && m.lost == 0 {
             continue;

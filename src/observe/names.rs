@@ -44,7 +44,9 @@ pub const RTP_PACKETS_TOTAL: &str = "sipborder_rtp_packets_total";
 pub const RTP_BYTES_TOTAL: &str = "sipborder_rtp_bytes_total";
 /// RTP packets lost (sequence gaps), by `trunk` and `direction`, counted at call end.
 pub const RTP_LOST_PACKETS_TOTAL: &str = "sipborder_rtp_lost_packets_total";
-/// Media packets dropped because they came from the wrong source, by `zone`.
+/// Media packets dropped because they came from the wrong source, by `zone` (of leg A, as in
+/// [`CALLS_TOTAL`]) and `direction` (a_to_b: arrived on the port facing leg A), counted at call
+/// end.
 pub const RTP_DROPPED_FOREIGN_TOTAL: &str = "sipborder_rtp_dropped_foreign_total";
 /// Interarrival jitter at call end (histogram, seconds), by `trunk` and `direction`.
 pub const RTP_JITTER_SECONDS: &str = "sipborder_rtp_jitter_seconds";
@@ -133,7 +135,7 @@ pub const ALL: &[Metric] = &[
     m(
         RTP_DROPPED_FOREIGN_TOTAL,
         Kind::Counter,
-        "Media packets dropped for coming from the wrong source, by zone.",
+        "Media packets dropped for coming from the wrong source, by zone of leg A and direction.",
     ),
     m(RTP_JITTER_SECONDS, Kind::Histogram, "RTP interarrival jitter at call end, seconds."),
     m(POLICY_RULE_HITS_TOTAL, Kind::Counter, "Policy rule hits, by policy and rule."),

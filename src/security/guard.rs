@@ -254,14 +254,16 @@ impl SecurityConfig {
             }
         }
         for (i, ua) in self.scanner.user_agents.iter().enumerate() {
-            if ua.trim().is_empty() {
+            if ua.trim().len() < 3 {
                 out.push(SecurityConfigError {
                     path: vec![
                         PathStep::Key("scanner".into()),
                         PathStep::Key("user_agents".into()),
                         PathStep::Index(i),
                     ],
-                    message: "empty User-Agent pattern: it would match every request".into(),
+                    message: format!(
+                        "User-Agent pattern {ua:?} is too short: at least 3 characters, or it matches real phones"
+                    ),
                 });
             }
         }
@@ -870,7 +872,7 @@ busy_retry_after: 7s
             assert!(e.contains(needle), "{yaml}: {e}");
         }
         let cfg: SecurityConfig = serde_yaml::from_str(
-            "zones: {dmz: {}}\ntrunks: {nope: {}}\nscanner: {user_agents: [ok, '']}\nban: {ttl: 0s}\nsources: {ipv6_prefix: 0}",
+            "zones: {dmz: {}}\ntrunks: {nope: {}}\nscanner: {user_agents: [okay, '']}\nban: {ttl: 0s}\nsources: {ipv6_prefix: 0}",
         )
         .unwrap();
         let problems = cfg.problems(&ZONES, &TRUNKS);

@@ -8,16 +8,18 @@
 //!
 //! Patterns are plain substrings matched case-insensitively (ASCII) anywhere in the
 //! User-Agent, not regular expressions (an operator adding `sip.vicious` should not match
-//! `sipXvicious`). The User-Agent is lowercased into a stack buffer and searched for the
-//! lowercased patterns: a case-insensitive regex would hide the literals from the regex crate's
-//! prefilter and cost several times more on every message. The
-//! defaults leave out tools with legitimate users (sipsak, SIPp) and real softphones that some
-//! published lists include; add them per deployment with `user_agents`.
+//! `sipXvicious`). The defaults leave out tools with legitimate users (sipsak, SIPp) and real
+//! softphones that some published lists include; add them per deployment with `user_agents`.
+//!
+//! The matcher runs on every request, from every receive thread, so it holds no mutable state
+//! (a `regex::Regex` keeps a per-call cache in a pool that threads contend for, and a
+//! case-insensitive alternation hides its literals from the regex prefilter): the User-Agent is
+//! ASCII-lowercased into a stack buffer and each position's two bytes are looked up in a
+//! 64 Kibit set of the patterns' first two bytes; only a hit compares the patterns that start
+//! with those bytes.
 //!
 //! A scanner that sends compact headers (SIPVicious `-c`) omits User-Agent entirely, which this
 //! cannot catch: the ban list, fed by its failed registrations and unknown users, does.
-
-use regex::bytes::Regex;
 
 /// User-Agent substrings of known SIP scanners, matched case-insensitively.
 pub const DEFAULT_SCANNER_AGENTS: &[&str] = &[
@@ -41,74 +43,101 @@ pub const DEFAULT_SCANNER_AGENTS: &[&str] = &[
 /// the cost per message fixed however long the header is.
 const MAX_INSPECTED: usize = 256;
 
+/// Shortest pattern accepted: one or two letters would match ordinary User-Agents.
+const MIN_PATTERN: usize = 3;
+
 /// A pattern list that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScannerError {
-    /// An empty pattern would match every User-Agent.
-    #[error("empty scanner User-Agent pattern (it would match every User-Agent)")]
-    EmptyPattern,
-    /// The combined matcher could not be built (e.g. too many or too long patterns).
-    #[error("scanner User-Agent patterns too large: {0}")]
-    TooLarge(String),
+    /// A pattern shorter than 3 bytes (an empty one would match every User-Agent).
+    #[error("scanner User-Agent pattern {0:?} is too short: at least 3 characters, or it matches real phones")]
+    TooShort(String),
 }
 
 /// Matches User-Agent values against scanner patterns.
 #[derive(Debug, Clone)]
 pub struct ScannerDetector {
-    /// One alternation of the escaped, lowercased patterns; `None` when there are none.
-    re: Option<Regex>,
+    /// Bit `b0 << 8 | b1` is set when a pattern starts with the bytes `b0 b1`.
+    bigrams: Box<[u64; 1024]>,
+    /// (first two bytes, lowercased pattern, index into `patterns`), sorted by the first field.
+    by_bigram: Vec<(u16, Box<[u8]>, usize)>,
     patterns: Vec<String>,
+}
+
+fn bigram(a: u8, b: u8) -> u16 {
+    u16::from_be_bytes([a, b])
 }
 
 impl ScannerDetector {
     /// A detector of [`DEFAULT_SCANNER_AGENTS`] (when `defaults`) plus `extra`.
     pub fn new<S: AsRef<str>>(defaults: bool, extra: &[S]) -> Result<Self, ScannerError> {
-        let mut patterns: Vec<String> = Vec::new();
+        let mut d = ScannerDetector::disabled();
         let builtin = if defaults { DEFAULT_SCANNER_AGENTS } else { &[] };
         for p in builtin.iter().copied().chain(extra.iter().map(AsRef::as_ref)) {
             let p = p.trim();
-            if p.is_empty() {
-                return Err(ScannerError::EmptyPattern);
+            if p.len() < MIN_PATTERN {
+                return Err(ScannerError::TooShort(p.to_string()));
             }
-            if !patterns.iter().any(|q| q.eq_ignore_ascii_case(p)) {
-                patterns.push(p.to_string());
+            if d.patterns.iter().any(|q| q.eq_ignore_ascii_case(p)) {
+                continue;
             }
+            let lower: Box<[u8]> = p.to_ascii_lowercase().into_bytes().into();
+            let k = bigram(lower[0], lower[1]);
+            d.bigrams[usize::from(k >> 6)] |= 1 << (k & 63);
+            d.by_bigram.push((k, lower, d.patterns.len()));
+            d.patterns.push(p.to_string());
         }
-        let re = if patterns.is_empty() {
-            None
-        } else {
-            let alternation: Vec<String> =
-                patterns.iter().map(|p| regex::escape(&p.to_ascii_lowercase())).collect();
-            // Unicode off: the input is matched as bytes, and `.` never appears (escaped).
-            let re = regex::bytes::RegexBuilder::new(&format!("(?:{})", alternation.join("|")))
-                .unicode(false)
-                .build()
-                .map_err(|e| ScannerError::TooLarge(e.to_string()))?;
-            Some(re)
-        };
-        Ok(ScannerDetector { re, patterns })
+        d.by_bigram.sort_by_key(|(k, ..)| *k);
+        Ok(d)
     }
 
     /// A detector that matches nothing.
     pub fn disabled() -> Self {
-        ScannerDetector { re: None, patterns: Vec::new() }
+        ScannerDetector {
+            bigrams: Box::new([0; 1024]),
+            by_bigram: Vec::new(),
+            patterns: Vec::new(),
+        }
+    }
+
+    /// Index into `patterns` of the first pattern found in `hay` (already lowercased).
+    fn search(&self, hay: &[u8]) -> Option<usize> {
+        if self.by_bigram.is_empty() {
+            return None;
+        }
+        for (i, w) in hay.windows(2).enumerate() {
+            let k = bigram(w[0], w[1]);
+            if self.bigrams[usize::from(k >> 6)] & (1 << (k & 63)) == 0 {
+                continue;
+            }
+            let from = self.by_bigram.partition_point(|(b, ..)| *b < k);
+            let rest = &hay[i..];
+            for (b, p, idx) in &self.by_bigram[from..] {
+                if *b != k {
+                    break;
+                }
+                if rest.starts_with(p) {
+                    return Some(*idx);
+                }
+            }
+        }
+        None
     }
 
     /// The pattern `user_agent` matches, if any (for the log line).
     pub fn find(&self, user_agent: &str) -> Option<&str> {
-        let re = self.re.as_ref()?;
         let mut buf = [0u8; MAX_INSPECTED];
-        let lower = lowered(user_agent, &mut buf);
-        let m = re.find(lower)?;
-        let text = m.as_bytes();
-        self.patterns.iter().find(|p| p.as_bytes().eq_ignore_ascii_case(text)).map(String::as_str)
+        let i = self.search(lowered(user_agent, &mut buf))?;
+        self.patterns.get(i).map(String::as_str)
     }
 
     /// True when `user_agent` names a scanner.
     pub fn is_scanner(&self, user_agent: &str) -> bool {
-        let Some(re) = self.re.as_ref() else { return false };
+        if self.by_bigram.is_empty() {
+            return false;
+        }
         let mut buf = [0u8; MAX_INSPECTED];
-        re.is_match(lowered(user_agent, &mut buf))
+        self.search(lowered(user_agent, &mut buf)).is_some()
     }
 
     /// The patterns in use.
@@ -154,6 +183,13 @@ mod tests {
         }
         assert_eq!(d.find("VaxSIPUserAgent/3.1"), Some("vaxsipuseragent"));
         assert_eq!(d.find("x FRIENDLY-SCANNER"), Some("friendly-scanner"));
+        // Patterns sharing their first two bytes (si...) are all tried.
+        assert_eq!(d.find("my-siparmyknife"), Some("siparmyknife"));
+        assert_eq!(d.find("sippts 4.0"), Some("sippts"));
+        assert_eq!(d.find("SIVuS"), Some("sivus"));
+        // A pattern at the very end of the inspected prefix.
+        assert!(d.is_scanner(&format!("{}iwar", "x".repeat(MAX_INSPECTED - 4))));
+        assert!(!d.is_scanner(&format!("{}iwar", "x".repeat(MAX_INSPECTED - 3))));
     }
 
     #[test]
@@ -188,8 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_patterns_are_refused_and_duplicates_kept_once() {
-        assert_eq!(ScannerDetector::new(true, &[" "]).unwrap_err(), ScannerError::EmptyPattern);
+    fn short_patterns_are_refused_and_duplicates_kept_once() {
+        assert_eq!(
+            ScannerDetector::new(true, &[" "]).unwrap_err(),
+            ScannerError::TooShort(String::new())
+        );
+        assert!(ScannerDetector::new(false, &["ab"]).is_err());
+        assert!(ScannerDetector::new(false, &["abc"]).is_ok());
         let d = ScannerDetector::new(true, &["Friendly-Scanner"]).unwrap();
         assert_eq!(d.patterns().len(), DEFAULT_SCANNER_AGENTS.len());
     }
@@ -200,6 +241,23 @@ mod tests {
         assert!(!d.is_scanner("friendly-scanner"));
         let none = ScannerDetector::new::<&str>(false, &[]).unwrap();
         assert!(!none.is_scanner("friendly-scanner"));
+    }
+
+    #[test]
+    fn agrees_with_a_naive_search_on_mutated_user_agents() {
+        use rand::{Rng, SeedableRng};
+        let d = defaults();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let pieces = [
+            "sip", "SIP", "friendly", "-scanner", "vax", "iwa", "r", "pp", "lsip", " ", "/1.0", "é",
+        ];
+        for _ in 0..20_000 {
+            let ua: String =
+                (0..rng.gen_range(0..8)).map(|_| pieces[rng.gen_range(0..pieces.len())]).collect();
+            let lower = ua.to_ascii_lowercase();
+            let naive = DEFAULT_SCANNER_AGENTS.iter().any(|p| lower.contains(p));
+            assert_eq!(d.is_scanner(&ua), naive, "{ua:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::Relaxed) == 0 {
-        let base = 21000 + (std::process::id() % 400) as u16 * 100;
+        // Below 32768: the kernel hands out ephemeral ports from there up.
+        let base = 21000 + (std::process::id() % 110) as u16 * 100;
         let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
     }
     loop {

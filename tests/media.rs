@@ -1,0 +1,747 @@
+//! End-to-end media through the real binary: raw UDP SIP endpoints on both legs (a phone on the
+//! LAN side, the ITSP on the trunk side), each with its own RTP socket whose port it writes in its
+//! SDP. Every test is one behaviour a user would notice: audio both ways, early media, hold and
+//! resume, a codec change, delayed offer, bypass, injected RTP dropped, a silent call torn down,
+//! ports neither leaked nor over-committed, and ICE-lite answering a connectivity check.
+
+mod common;
+
+use common::*;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How long any single SIP message or RTP burst may take to show up.
+const WAIT: Duration = Duration::from_secs(3);
+
+/// One side of a call: a SIP socket and an RTP socket (RTCP would be the next port; these tests
+/// do not send RTCP).
+struct Ua {
+    sip: RawUdp,
+    rtp: UdpSocket,
+}
+
+impl Ua {
+    fn new(sip: RawUdp) -> Ua {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind rtp");
+        Ua { sip, rtp }
+    }
+
+    fn rtp_addr(&self) -> SocketAddr {
+        self.rtp.local_addr().expect("rtp addr")
+    }
+}
+
+/// An audio SDP from 127.0.0.1:`port` offering payload type `pt` (0 PCMU or 8 PCMA) and
+/// telephone-event, with direction `dir`; `extra` lines go at the end of the media section.
+fn sdp(version: u32, port: u16, pt: u8, dir: &str, extra: &str) -> String {
+    let name = if pt == 8 { "PCMA" } else { "PCMU" };
+    format!(
+        "v=0\r\n\
+         o=- 4711 {version} IN IP4 127.0.0.1\r\n\
+         s=-\r\n\
+         c=IN IP4 127.0.0.1\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP {pt} 101\r\n\
+         a=rtpmap:{pt} {name}/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n\
+         a=ptime:20\r\n\
+         a={dir}\r\n\
+         {extra}"
+    )
+}
+
+/// The RTP address an SDP names: the `c=` address and the first `m=` port.
+fn media_addr(sdp: &str) -> SocketAddr {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap_or_else(|| panic!("no c= in\n{sdp}"));
+    let port = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no m=audio in\n{sdp}"));
+    SocketAddr::new(ip.trim().parse().expect("c= address"), port)
+}
+
+/// The `o=` session version.
+fn sdp_version(sdp: &str) -> u64 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("o="))
+        .and_then(|o| o.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no o= version in\n{sdp}"))
+}
+
+/// The value of the first `a=<name>:` line.
+fn attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
+    let prefix = format!("a={name}:");
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix(prefix.as_str()))
+}
+
+/// A 172-byte RTP packet: 12-byte header, 160 bytes of payload whose first eight bytes name the
+/// stream and the packet, so the receiver can tell exactly which payload it got.
+fn rtp_packet(pt: u8, seq: u16, ssrc: u32, stream: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(172);
+    p.push(0x80);
+    p.push(pt);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&stream.to_be_bytes());
+    p.extend_from_slice(&u32::from(seq).to_be_bytes());
+    p.extend((0..152u32).map(|i| (i as u8) ^ (seq as u8) ^ (stream as u8)));
+    p
+}
+
+fn payload(packet: &[u8]) -> &[u8] {
+    packet.get(12..).unwrap_or_default()
+}
+
+/// Packets `first..first + n` of a stream.
+fn stream(pt: u8, ssrc: u32, id: u32, first: u16, n: u16) -> Vec<Vec<u8>> {
+    (first..first + n).map(|seq| rtp_packet(pt, seq, ssrc, id)).collect()
+}
+
+/// Receives up to `n` datagrams (bounded by `within`), with their sources.
+fn recv_n(sock: &UdpSocket, n: usize, within: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let _ = sock.set_read_timeout(Some(left));
+        match sock.recv_from(&mut buf) {
+            Ok((len, from)) => out.push((buf[..len].to_vec(), from)),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Reads whatever arrives within `within` (for "nothing arrives" checks).
+fn drain(sock: &UdpSocket, within: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    recv_n(sock, usize::MAX, within)
+}
+
+/// Asserts the packets received are `sent`, in order, each from `relay` — sipborder's port that
+/// was advertised toward the receiver — and so never straight from the other endpoint.
+fn assert_relayed(got: &[(Vec<u8>, SocketAddr)], sent: &[Vec<u8>], relay: SocketAddr, what: &str) {
+    assert_eq!(got.len(), sent.len(), "{what}: {} of {} packets arrived", got.len(), sent.len());
+    for (i, ((g, from), s)) in got.iter().zip(sent).enumerate() {
+        assert_eq!(*from, relay, "{what}: packet {i} came from {from}, not the relay port");
+        assert_eq!(payload(g), payload(s), "{what}: payload {i} differs (order or content)");
+        assert_eq!(g[1] & 0x7f, s[1] & 0x7f, "{what}: payload type of packet {i}");
+    }
+}
+
+/// The SIP call both tests drive: the phone's dialog state and the ITSP's view of leg B.
+struct Call {
+    p: Ports,
+    phone: Ua,
+    itsp: Ua,
+    call_id: String,
+    from_tag: String,
+    /// The phone's dialog: To tag and remote target once answered.
+    to_tag: Option<String>,
+    target: String,
+    cseq: u32,
+    /// The last request the ITSP received (what its responses answer).
+    itsp_req: String,
+    /// ITSP's To tag.
+    itsp_tag: String,
+}
+
+impl Call {
+    /// The phone sends an INVITE (with `body` as SDP, or none: delayed offer); returns once the
+    /// ITSP has it (and has sent 100 Trying, so sipborder stops retransmitting).
+    fn invite(p: Ports, body: Option<&str>) -> Call {
+        Self::invite_with(p, Ua::new(RawUdp::bind()), Ua::new(RawUdp::bind_port(p.itsp)), body)
+    }
+
+    fn invite_with(p: Ports, phone: Ua, itsp: Ua, body: Option<&str>) -> Call {
+        let mut call = Call::new(p, phone, itsp);
+        call.send_invite(body);
+        call.itsp_gets_invite();
+        call
+    }
+
+    /// A call not started yet. The called number is unique per call: it crosses unchanged, so
+    /// an ITSP socket shared by several calls tells their INVITEs apart by it.
+    fn new(p: Ports, phone: Ua, itsp: Ua) -> Call {
+        let n = phone.sip.port();
+        Call {
+            p,
+            phone,
+            itsp,
+            call_id: format!("media-{n}-{}@127.0.0.1", std::process::id()),
+            from_tag: format!("ph{n}"),
+            to_tag: None,
+            target: format!("sip:49{n}@127.0.0.1:{}", p.lan),
+            cseq: 1,
+            itsp_req: String::new(),
+            itsp_tag: format!("it{n}"),
+        }
+    }
+
+    fn callee(&self) -> String {
+        format!("49{}", self.phone.sip.port())
+    }
+
+    fn send_invite(&self, body: Option<&str>) {
+        self.phone.sip.send_to(&self.request("INVITE", body), self.p.lan);
+    }
+
+    fn itsp_gets_invite(&mut self) {
+        let start = format!("INVITE sip:{}@", self.callee());
+        let (inv, _) = self
+            .itsp
+            .sip
+            .recv_until(WAIT, |m| m.starts_with(&start))
+            .unwrap_or_else(|| panic!("{start}... at the ITSP"));
+        self.itsp_req = inv;
+        self.itsp_send(100, "Trying", None);
+    }
+
+    /// A request in the phone's dialog (the INVITE when no To tag yet).
+    fn request(&self, method: &str, body: Option<&str>) -> String {
+        let me = self.phone.sip.port();
+        let to_tag = self.to_tag.as_deref().map(|t| format!(";tag={t}")).unwrap_or_default();
+        let cseq_method = if method == "ACK" { "ACK" } else { method };
+        let (ctype, body) = match body {
+            Some(b) => ("Content-Type: application/sdp\r\n", b),
+            None => ("", ""),
+        };
+        let branch = format!("z9hG4bK{method}{}{}", self.cseq, me);
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{me};rport;branch={branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:100@127.0.0.1:{me}>;tag={from_tag}\r\n\
+             To: <sip:{callee}@127.0.0.1:{lan}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {cseq_method}\r\n\
+             Contact: <sip:100@127.0.0.1:{me}>\r\n\
+             {ctype}Content-Length: {len}\r\n\r\n{body}",
+            target = self.target,
+            callee = self.callee(),
+            from_tag = self.from_tag,
+            lan = self.p.lan,
+            call_id = self.call_id,
+            cseq = self.cseq,
+            len = body.len(),
+        )
+    }
+
+    /// The ITSP answers its last request.
+    fn itsp_send(&self, code: u16, reason: &str, body: Option<&str>) {
+        let contact = format!("Contact: <sip:itsp@127.0.0.1:{}>\r\n", self.p.itsp);
+        let (extra, body) = match body {
+            Some(b) => (format!("{contact}Content-Type: application/sdp\r\n"), b),
+            None => (contact, ""),
+        };
+        let r = respond(&self.itsp_req, code, reason, &self.itsp_tag, &extra, body);
+        self.itsp.sip.send_to(&r, self.p.trunk);
+    }
+
+    /// The phone's next response with `code` to its current request.
+    fn phone_gets(&mut self, code: u16) -> String {
+        let want = format!("SIP/2.0 {code} ");
+        let cseq = self.cseq.to_string();
+        let (r, _) = self
+            .phone
+            .sip
+            .recv_until(WAIT, |m| {
+                m.starts_with(&want)
+                    && header(m, "CSeq").and_then(|c| c.split_whitespace().next())
+                        == Some(cseq.as_str())
+            })
+            .unwrap_or_else(|| panic!("no {code} at the phone for CSeq {cseq}"));
+        if (200..300).contains(&code) || (code > 100 && code < 200 && !body(&r).is_empty()) {
+            self.to_tag = header(&r, "To").and_then(tag).map(str::to_string);
+            if let Some(c) = header(&r, "Contact") {
+                self.target = c.trim_start_matches('<').split('>').next().unwrap_or(c).to_string();
+            }
+        }
+        r
+    }
+
+    /// ITSP responds `code` (with SDP `body`), the phone receives it; returns the phone's copy.
+    fn answer(&mut self, code: u16, reason: &str, body: Option<&str>) -> String {
+        self.itsp_send(code, reason, body);
+        self.phone_gets(code)
+    }
+
+    /// The phone ACKs the 2xx (with an SDP answer for a delayed offer); returns the ITSP's ACK.
+    fn ack(&mut self, body: Option<&str>) -> String {
+        let msg = self.request("ACK", body);
+        self.phone.sip.send_to(&msg, self.p.lan);
+        let (a, _) =
+            self.itsp.sip.recv_until(WAIT, |m| m.starts_with("ACK ")).expect("ACK at the ITSP");
+        a
+    }
+
+    /// The phone sends a re-INVITE; returns what the ITSP receives.
+    fn reinvite(&mut self, body: &str) -> String {
+        self.cseq += 1;
+        let msg = self.request("INVITE", Some(body));
+        self.phone.sip.send_to(&msg, self.p.lan);
+        let (inv, _) = self
+            .itsp
+            .sip
+            .recv_until(WAIT, |m| {
+                m.starts_with("INVITE ") && header(m, "To").and_then(tag).is_some()
+            })
+            .expect("re-INVITE at the ITSP");
+        self.itsp_req = inv.clone();
+        inv
+    }
+
+    /// Phone hangs up; the ITSP gets the BYE and confirms; the phone gets the 200.
+    fn bye(&mut self) {
+        self.cseq += 1;
+        let msg = self.request("BYE", None);
+        self.phone.sip.send_to(&msg, self.p.lan);
+        let (bye, _) =
+            self.itsp.sip.recv_until(WAIT, |m| m.starts_with("BYE ")).expect("BYE at the ITSP");
+        self.itsp_req = bye;
+        self.itsp_send(200, "OK", None);
+        self.phone_gets(200);
+    }
+
+    /// A whole answered call: INVITE with the phone's SDP, 200 with the ITSP's, ACK. Returns
+    /// (relay address toward the phone, relay address toward the ITSP).
+    fn answered(p: Ports) -> (Call, SocketAddr, SocketAddr) {
+        let phone = Ua::new(RawUdp::bind());
+        let offer = sdp(1, phone.rtp_addr().port(), 0, "sendrecv", "");
+        let mut call =
+            Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+        let toward_itsp = media_addr(body(&call.itsp_req));
+        let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+        let ok = call.answer(200, "OK", Some(&answer));
+        let toward_phone = media_addr(body(&ok));
+        call.ack(None);
+        (call, toward_phone, toward_itsp)
+    }
+
+    /// ~50 packets each way at the same time; asserts both sides get exactly the other's
+    /// payloads, in order, from the relay port advertised toward them.
+    fn two_way_audio(&self, toward_phone: SocketAddr, toward_itsp: SocketAddr, pt: u8, first: u16) {
+        let up = stream(pt, 0x1111_0001, 1, first, 50);
+        let down = stream(pt, 0x2222_0002, 2, first, 50);
+        for (u, d) in up.iter().zip(&down) {
+            self.phone.rtp.send_to(u, toward_phone).expect("phone sends");
+            self.itsp.rtp.send_to(d, toward_itsp).expect("itsp sends");
+            // Paced a little, like a real 20 ms stream squeezed: no burst overflows a queue.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let at_itsp = recv_n(&self.itsp.rtp, up.len(), WAIT);
+        let at_phone = recv_n(&self.phone.rtp, down.len(), WAIT);
+        assert_relayed(&at_itsp, &up, toward_itsp, "phone → ITSP");
+        assert_relayed(&at_phone, &down, toward_phone, "ITSP → phone");
+    }
+}
+
+fn start(setup: &Setup) -> (Sbc, Ports) {
+    let ports = Ports::new();
+    let sbc = Sbc::start(ports, &config(&ports, setup));
+    (sbc, ports)
+}
+
+/// Polls a metric until `ok` holds (the exporter samples gauges once a second), bounded.
+fn wait_metric(sbc: &Sbc, sel: &str, within: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = sbc.metric(sel);
+        if ok(v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn audio_flows_both_ways_through_the_relay() {
+    let (sbc, p) = start(&Setup::default());
+    let (mut call, toward_phone, toward_itsp) = Call::answered(p);
+    assert_ne!(toward_itsp, call.phone.rtp_addr(), "the ITSP is not given the phone's address");
+    assert_ne!(toward_phone, call.itsp.rtp_addr(), "the phone is not given the ITSP's address");
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    call.bye();
+    // Relayed packets are counted when the call ends.
+    let a_to_b = wait_metric(
+        &sbc,
+        "sipborder_rtp_packets_total{trunk=\"itsp\",direction=\"a_to_b\"}",
+        WAIT,
+        |v| v >= 50.0,
+    );
+    assert_eq!(a_to_b, 50.0, "{}", sbc.metrics());
+}
+
+#[test]
+fn early_media_flows_before_the_answer() {
+    let (_sbc, p) = start(&Setup::default());
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp(1, phone.rtp_addr().port(), 0, "sendrecv", "");
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+    let progress = call.answer(183, "Session Progress", Some(&answer));
+    let toward_phone = media_addr(body(&progress));
+    // Ringback and announcements before anyone answered, both ways.
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert_eq!(media_addr(body(&ok)), toward_phone, "the answer keeps the early media port");
+    call.ack(None);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 100);
+    call.bye();
+}
+
+#[test]
+fn hold_and_resume_keep_relay_ports_and_audio_comes_back() {
+    let (_sbc, p) = start(&Setup::default());
+    let (mut call, toward_phone, toward_itsp) = Call::answered(p);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    // Call::answered leaves the initial INVITE as the ITSP's last request.
+    let initial = body(&call.itsp_req).to_string();
+    let phone_port = call.phone.rtp_addr().port();
+
+    let hold = call.reinvite(&sdp(2, phone_port, 0, "sendonly", ""));
+    let hold_sdp = body(&hold).to_string();
+    assert_eq!(media_addr(&hold_sdp), toward_itsp, "same relay port toward the ITSP on hold");
+    assert!(hold_sdp.contains("a=sendonly"), "{hold_sdp}");
+    let v_hold = sdp_version(&hold_sdp);
+    assert_eq!(v_hold, sdp_version(&initial) + 1, "o= version up by one:\n{initial}\n{hold_sdp}");
+    let o = |s: &str| -> Vec<String> {
+        let line = s.lines().find(|l| l.starts_with("o=")).unwrap_or_default();
+        line.split_whitespace().take(2).map(str::to_string).collect()
+    };
+    assert_eq!(o(&hold_sdp), o(&initial), "same o= username and session id");
+    let ok = {
+        let a = sdp(2, call.itsp.rtp_addr().port(), 0, "recvonly", "");
+        call.answer(200, "OK", Some(&a))
+    };
+    assert_eq!(media_addr(body(&ok)), toward_phone, "same relay port toward the phone on hold");
+    assert!(body(&ok).contains("a=recvonly"), "{}", body(&ok));
+    call.ack(None);
+
+    let resume = call.reinvite(&sdp(3, phone_port, 0, "sendrecv", ""));
+    let resume_sdp = body(&resume).to_string();
+    assert_eq!(media_addr(&resume_sdp), toward_itsp, "same relay port toward the ITSP on resume");
+    assert!(resume_sdp.contains("a=sendrecv"), "{resume_sdp}");
+    assert_eq!(sdp_version(&resume_sdp), v_hold + 1, "o= version goes up with each change");
+    let ok = {
+        let a = sdp(3, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+        call.answer(200, "OK", Some(&a))
+    };
+    assert_eq!(media_addr(body(&ok)), toward_phone);
+    call.ack(None);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 100);
+    call.bye();
+}
+
+#[test]
+fn reinvite_with_codec_change_keeps_ports_and_carries_the_new_payload_type() {
+    let (_sbc, p) = start(&Setup::default());
+    let (mut call, toward_phone, toward_itsp) = Call::answered(p);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    let phone_port = call.phone.rtp_addr().port();
+    let offer = call.reinvite(&sdp(2, phone_port, 8, "sendrecv", ""));
+    assert_eq!(media_addr(body(&offer)), toward_itsp, "same relay port toward the ITSP");
+    assert!(body(&offer).contains("m=audio ") && body(&offer).contains("RTP/AVP 8 101"));
+    assert!(body(&offer).contains("a=rtpmap:8 PCMA/8000"), "{}", body(&offer));
+    let ok = call.answer(200, "OK", Some(&sdp(2, call.itsp.rtp_addr().port(), 8, "sendrecv", "")));
+    assert_eq!(media_addr(body(&ok)), toward_phone, "same relay port toward the phone");
+    assert!(body(&ok).contains("a=rtpmap:8 PCMA/8000"));
+    call.ack(None);
+    call.two_way_audio(toward_phone, toward_itsp, 8, 100);
+    call.bye();
+}
+
+#[test]
+fn delayed_offer_offer_in_200_answer_in_ack() {
+    let (_sbc, p) = start(&Setup::default());
+    let mut call = Call::invite(p, None);
+    assert_eq!(body(&call.itsp_req), "", "no SDP invented for a delayed offer");
+    let offer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+    let ok = call.answer(200, "OK", Some(&offer));
+    let toward_phone = media_addr(body(&ok));
+    assert_anchored(body(&ok), &offer, "127.0.0.1");
+    let answer = sdp(1, call.phone.rtp_addr().port(), 0, "sendrecv", "");
+    let ack = call.ack(Some(&answer));
+    assert_anchored(body(&ack), &answer, "127.0.0.1");
+    let toward_itsp = media_addr(body(&ack));
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    call.bye();
+}
+
+#[test]
+fn bypass_route_leaves_sdp_untouched() {
+    let ports = Ports::new();
+    let yaml = config(&ports, &Setup::default()).replace(
+        "    targets: [itsp, itsp-backup]\n",
+        "    targets: [itsp, itsp-backup]\n    media: bypass\n",
+    );
+    assert!(yaml.contains("media: bypass"));
+    let sbc = Sbc::start(ports, &yaml);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp(1, phone.rtp_addr().port(), 0, "sendrecv", "a=ssrc:1 cname:x\r\n");
+    let mut call =
+        Call::invite_with(ports, phone, Ua::new(RawUdp::bind_port(ports.itsp)), Some(&offer));
+    assert_eq!(body(&call.itsp_req), offer, "the ITSP sees the phone's SDP byte for byte");
+    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert_eq!(body(&ok), answer, "the phone sees the ITSP's SDP byte for byte");
+    call.ack(None);
+    let in_use = sbc.metric("sipborder_relay_ports_in_use{");
+    assert_eq!(in_use, 0.0, "no relay ports for a bypassed call");
+    call.bye();
+}
+
+#[test]
+fn injected_rtp_is_dropped_and_counted() {
+    let (sbc, p) = start(&Setup::default());
+    let (mut call, toward_phone, toward_itsp) = Call::answered(p);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    // RTPBleed: a stranger sends to the port facing the ITSP, hoping to be relayed to the
+    // phone (or to be latched instead of the ITSP).
+    let attacker = UdpSocket::bind("127.0.0.1:0").expect("bind attacker");
+    for seq in 0..20u16 {
+        attacker.send_to(&rtp_packet(0, seq, 0xbad0_0bad, 66), toward_itsp).expect("inject");
+        attacker.send_to(&rtp_packet(0, seq, 0xbad0_0bad, 67), toward_phone).expect("inject");
+    }
+    let leaked_to_phone = drain(&call.phone.rtp, Duration::from_millis(500));
+    let leaked_to_itsp = drain(&call.itsp.rtp, Duration::from_millis(100));
+    assert!(
+        leaked_to_phone.is_empty(),
+        "{} injected packets reached the phone",
+        leaked_to_phone.len()
+    );
+    assert!(
+        leaked_to_itsp.is_empty(),
+        "{} injected packets reached the ITSP",
+        leaked_to_itsp.len()
+    );
+    assert!(
+        drain(&attacker, Duration::from_millis(100)).is_empty(),
+        "nothing sent to the stranger"
+    );
+    // The real endpoints still talk, to each other only.
+    call.two_way_audio(toward_phone, toward_itsp, 0, 100);
+    call.bye();
+    let dropped = wait_metric(&sbc, "sipborder_rtp_dropped_foreign_total{", WAIT, |v| v >= 40.0);
+    assert_eq!(dropped, 40.0, "{}", sbc.metrics());
+    let from_b =
+        sbc.metric("sipborder_rtp_dropped_foreign_total{zone=\"lan\",direction=\"b_to_a\"}");
+    assert_eq!(from_b, 20.0, "{}", sbc.metrics());
+}
+
+#[test]
+fn silent_call_is_torn_down_by_media_timeout() {
+    let setup = Setup { extra: "media:\n  timeout: 2s\n".into(), ..Setup::default() };
+    let (sbc, p) = start(&setup);
+    let (call, _, _) = Call::answered(p);
+    let answered = Instant::now();
+    // No RTP at all: both legs get a BYE, a little after the 2 s timeout.
+    let (bye_a, _) = call
+        .phone
+        .sip
+        .recv_until(Duration::from_secs(6), |m| m.starts_with("BYE "))
+        .expect("BYE to the phone");
+    let t = answered.elapsed();
+    assert!(t >= Duration::from_millis(1900) && t <= Duration::from_secs(5), "BYE after {t:?}");
+    call.phone.sip.send_to(&respond(&bye_a, 200, "OK", "x", "", ""), p.lan);
+    let (bye_b, _) = call
+        .itsp
+        .sip
+        .recv_until(Duration::from_secs(2), |m| m.starts_with("BYE "))
+        .expect("BYE to the ITSP");
+    call.itsp.sip.send_to(&respond(&bye_b, 200, "OK", "x", "", ""), p.trunk);
+    let calls = wait_metric(&sbc, "sipborder_calls_active", Duration::from_secs(5), |v| v == 0.0);
+    assert_eq!(calls, 0.0);
+}
+
+#[test]
+fn five_hundred_calls_leave_every_port_in_the_pool() {
+    // 17000-18999, split between the two zones and two shards: 1000 ports per zone.
+    let setup = Setup {
+        extra: "media:\n  ports: 17000-18999\n  quarantine: 200ms\n".into(),
+        ..Setup::default()
+    };
+    let (sbc, p) = start(&setup);
+    let _uas = Sipp::uas(p.itsp, &["-sn", "uas"], &[]);
+    let r = Sipp::uac(p.lan, &["-sn", "uac"], 500, 100, &[], Duration::from_secs(90));
+    assert_eq!((r.successful, r.failed), (500, 0), "{r:?}");
+    let (calls, _, _) = sbc.wait_idle(Duration::from_secs(20));
+    assert_eq!(calls, 0.0);
+    let in_use =
+        wait_metric(&sbc, "sipborder_relay_ports_in_use{", Duration::from_secs(5), |v| v == 0.0);
+    assert_eq!(in_use, 0.0, "{}", sbc.metrics());
+    for zone in ["lan", "trunk"] {
+        let free = sbc.metric(&format!("sipborder_relay_ports_free{{zone=\"{zone}\"}}"));
+        assert_eq!(free, 1000.0, "zone {zone}: every port free again\n{}", sbc.metrics());
+    }
+    // Every call was anchored (500 offers crossed): the pool really was used.
+    assert!(sbc.metric("sipborder_calls_total{") >= 500.0);
+}
+
+/// A full config whose zones have two relay port pairs each and one shard: two calls fit.
+fn tiny_ports_config(p: &Ports) -> String {
+    format!(
+        r#"zones:
+  - name: lan
+    udp: 127.0.0.1:{lan}
+    media: {{ ports: 16000-16003 }}
+  - name: trunk
+    kind: trunk
+    udp: 127.0.0.1:{trunk}
+    media: {{ ports: 16004-16007 }}
+trunks:
+  - name: itsp
+    zone: trunk
+    address: 127.0.0.1:{itsp}
+routes:
+  - name: lan-to-itsp
+    from: lan
+    targets: [itsp]
+timers:
+  t1: 100ms
+media:
+  quarantine: 100ms
+metrics:
+  listen: 127.0.0.1:{metrics}
+runtime:
+  shards: 1
+  worker_threads: 2
+"#,
+        lan = p.lan,
+        trunk = p.trunk,
+        itsp = p.itsp,
+        metrics = p.metrics,
+    )
+}
+
+#[test]
+fn call_beyond_port_capacity_gets_503_and_is_counted() {
+    let p = Ports::new();
+    let sbc = Sbc::start(p, &tiny_ports_config(&p));
+    let itsp = RawUdp::bind_port(p.itsp);
+    // Every call's ITSP side shares the one ITSP socket.
+    let itsp_ua = || Ua::new(RawUdp { sock: itsp.sock.try_clone().expect("clone socket") });
+    let call = |body: bool| {
+        let phone = Ua::new(RawUdp::bind());
+        let offer = sdp(1, phone.rtp_addr().port(), 0, "sendrecv", "");
+        let c = Call::new(p, phone, itsp_ua());
+        c.send_invite(body.then_some(offer.as_str()));
+        c
+    };
+    // Two calls ringing hold both pairs of each zone.
+    let mut c1 = call(true);
+    c1.itsp_gets_invite();
+    let mut c2 = call(true);
+    c2.itsp_gets_invite();
+    assert_ne!(media_addr(body(&c1.itsp_req)), media_addr(body(&c2.itsp_req)));
+
+    // The third finds no port: 503 at once, nothing reaches the ITSP.
+    let c3 = call(true);
+    let (r, _) = c3
+        .phone
+        .sip
+        .recv_until(WAIT, |m| m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1"))
+        .expect("a final answer to the third call");
+    assert!(r.starts_with("SIP/2.0 503 "), "{r}");
+    let third = format!("INVITE sip:{}@", c3.callee());
+    assert!(
+        itsp.recv_until(Duration::from_millis(300), |m| m.starts_with(&third)).is_none(),
+        "the refused call never reaches the trunk"
+    );
+    let exhausted = wait_metric(&sbc, "sipborder_relay_ports_exhausted_total", WAIT, |v| v >= 1.0);
+    assert_eq!(exhausted, 1.0, "{}", sbc.metrics());
+
+    // The first call ends (486): its ports come back after the quarantine and a new call fits.
+    c1.itsp_send(486, "Busy Here", None);
+    c1.phone_gets(486);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut c4 = call(true);
+    c4.itsp_gets_invite();
+    assert_ne!(media_addr(body(&c4.itsp_req)), media_addr(body(&c2.itsp_req)));
+    assert_eq!(sbc.metric("sipborder_relay_ports_exhausted_total"), 1.0);
+}
+
+#[test]
+fn ice_lite_answers_a_connectivity_check_on_the_relay_port() {
+    use stun_rs::attributes::ice::{IceControlling, Priority};
+    use stun_rs::attributes::stun::{Fingerprint, MessageIntegrity, UserName, XorMappedAddress};
+    use stun_rs::methods::BINDING;
+    use stun_rs::{
+        DecoderContextBuilder, HMACKey, MessageClass, MessageDecoderBuilder, MessageEncoderBuilder,
+        StunMessageBuilder,
+    };
+
+    let (_sbc, p) = start(&Setup::default());
+    let phone = Ua::new(RawUdp::bind());
+    let port = phone.rtp_addr().port();
+    let ice = format!(
+        "a=ice-ufrag:phU1\r\n\
+         a=ice-pwd:phonepassword0123456789\r\n\
+         a=candidate:1 1 UDP 2130706431 127.0.0.1 {port} typ host\r\n\
+         a=rtcp-mux\r\n"
+    );
+    let offer = sdp(1, port, 0, "sendrecv", &ice);
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    let toward_itsp = body(&call.itsp_req).to_string();
+    for l in ["a=ice-", "a=candidate", "a=end-of-candidates"] {
+        assert!(!toward_itsp.contains(l), "no ICE toward the ITSP ({l}):\n{toward_itsp}");
+    }
+    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "a=rtcp-mux\r\n");
+    let ok = call.answer(200, "OK", Some(&answer));
+    call.ack(None);
+    let ans = body(&ok).to_string();
+    assert!(ans.lines().any(|l| l.trim_end() == "a=ice-lite"), "ice-lite:\n{ans}");
+    let ufrag = attr(&ans, "ice-ufrag").unwrap_or_else(|| panic!("ice-ufrag:\n{ans}"));
+    let pwd = attr(&ans, "ice-pwd").unwrap_or_else(|| panic!("ice-pwd:\n{ans}"));
+    assert_ne!(ufrag, "phU1");
+    let relay = media_addr(&ans);
+    let cand = attr(&ans, "candidate").unwrap_or_else(|| panic!("candidate:\n{ans}"));
+    let f: Vec<&str> = cand.split_whitespace().collect();
+    assert_eq!(
+        (f.get(2).copied(), f.get(4).copied(), f.get(5).copied(), f.get(7).copied()),
+        (Some("UDP"), Some("127.0.0.1"), Some(relay.port().to_string().as_str()), Some("host")),
+        "a host candidate for the relay port: {cand}"
+    );
+
+    // The phone, controlling, checks the pair (its RTP socket → sipborder's relay port).
+    let key = HMACKey::new_short_term(pwd).expect("key");
+    let req = StunMessageBuilder::new(BINDING, MessageClass::Request)
+        .with_attribute(UserName::new(format!("{ufrag}:phU1")).expect("username"))
+        .with_attribute(Priority::new(0x6e7f_1eff))
+        .with_attribute(IceControlling::new(0x1122_3344_5566_7788))
+        .with_attribute(MessageIntegrity::new(key.clone()))
+        .with_attribute(Fingerprint::default())
+        .build();
+    let mut buf = [0u8; 512];
+    let n = MessageEncoderBuilder::default().build().encode(&mut buf, &req).expect("encode");
+    call.phone.rtp.send_to(&buf[..n], relay).expect("send check");
+    let got = recv_n(&call.phone.rtp, 1, WAIT);
+    let (resp, from) = got.first().expect("a STUN response");
+    assert_eq!(*from, relay, "answered from the relay port");
+    let ctx = DecoderContextBuilder::default().with_key(key).with_validation().build();
+    let (msg, _) = MessageDecoderBuilder::default()
+        .with_context(ctx)
+        .build()
+        .decode(resp)
+        .expect("a valid, integrity-protected response");
+    assert_eq!(msg.class(), MessageClass::SuccessResponse);
+    assert_eq!(msg.transaction_id(), req.transaction_id());
+    let mapped = msg
+        .get::<XorMappedAddress>()
+        .and_then(|a| a.as_xor_mapped_address().ok())
+        .map(|x| *x.socket_address());
+    assert_eq!(mapped, Some(call.phone.rtp_addr()), "XOR-MAPPED-ADDRESS is the test socket");
+    call.bye();
+}

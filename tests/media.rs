@@ -26,6 +26,21 @@ impl Ua {
         Ua { sip, rtp }
     }
 
+    /// With an RTCP socket on the RTP port + 1, where RTCP goes when it is not multiplexed.
+    fn with_rtcp(sip: RawUdp) -> (Ua, UdpSocket) {
+        for _ in 0..200 {
+            let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind rtp");
+            let port = rtp.local_addr().expect("rtp addr").port();
+            if port % 2 == 1 {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+                return (Ua { sip, rtp }, rtcp);
+            }
+        }
+        panic!("no adjacent RTP/RTCP port pair free");
+    }
+
     fn rtp_addr(&self) -> SocketAddr {
         self.rtp.local_addr().expect("rtp addr")
     }
@@ -93,6 +108,17 @@ fn rtp_packet(pt: u8, seq: u16, ssrc: u32, stream: u32) -> Vec<u8> {
     p.extend_from_slice(&stream.to_be_bytes());
     p.extend_from_slice(&u32::from(seq).to_be_bytes());
     p.extend((0..152u32).map(|i| (i as u8) ^ (seq as u8) ^ (stream as u8)));
+    p
+}
+
+/// An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes.
+fn rtcp_sr(ssrc: u32, count: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xe8, 0, 0, 0, 0, 0, 0, u8::try_from(count % 256).unwrap_or(0)]);
+    p.extend_from_slice(&(count * 160).to_be_bytes());
+    p.extend_from_slice(&count.to_be_bytes());
+    p.extend_from_slice(&(count * 160).to_be_bytes());
     p
 }
 
@@ -698,10 +724,12 @@ fn ice_lite_answers_a_connectivity_check_on_the_relay_port() {
     for l in ["a=ice-", "a=candidate", "a=end-of-candidates"] {
         assert!(!toward_itsp.contains(l), "no ICE toward the ITSP ({l}):\n{toward_itsp}");
     }
-    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "a=rtcp-mux\r\n");
+    // Most ITSPs do not multiplex RTCP: the answer declines rtcp-mux.
+    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
     let ok = call.answer(200, "OK", Some(&answer));
     call.ack(None);
     let ans = body(&ok).to_string();
+    assert!(!ans.contains("a=rtcp-mux"), "mux was declined:\n{ans}");
     assert!(ans.lines().any(|l| l.trim_end() == "a=ice-lite"), "ice-lite:\n{ans}");
     let ufrag = attr(&ans, "ice-ufrag").unwrap_or_else(|| panic!("ice-ufrag:\n{ans}"));
     let pwd = attr(&ans, "ice-pwd").unwrap_or_else(|| panic!("ice-pwd:\n{ans}"));
@@ -714,6 +742,10 @@ fn ice_lite_answers_a_connectivity_check_on_the_relay_port() {
         (Some("UDP"), Some("127.0.0.1"), Some(relay.port().to_string().as_str()), Some("host")),
         "a host candidate for the relay port: {cand}"
     );
+    // Without mux the phone's RTCP component needs a candidate too: the relay's RTCP port.
+    let rtcp_cand =
+        format!("a=candidate:1 2 UDP 2130706430 127.0.0.1 {} typ host", relay.port() + 1);
+    assert!(ans.lines().any(|l| l.trim_end() == rtcp_cand), "{rtcp_cand} in:\n{ans}");
 
     // The phone, controlling, checks the pair (its RTP socket → sipborder's relay port).
     let key = HMACKey::new_short_term(pwd).expect("key");
@@ -743,5 +775,34 @@ fn ice_lite_answers_a_connectivity_check_on_the_relay_port() {
         .and_then(|a| a.as_xor_mapped_address().ok())
         .map(|x| *x.socket_address());
     assert_eq!(mapped, Some(call.phone.rtp_addr()), "XOR-MAPPED-ADDRESS is the test socket");
+    call.bye();
+}
+
+#[test]
+fn rtcp_flows_on_its_own_ports_when_rtcp_mux_is_declined() {
+    let (_sbc, p) = start(&Setup::default());
+    let (phone, phone_rtcp) = Ua::with_rtcp(RawUdp::bind());
+    let (itsp, itsp_rtcp) = Ua::with_rtcp(RawUdp::bind_port(p.itsp));
+    let offer = sdp(1, phone.rtp_addr().port(), 0, "sendrecv", "a=rtcp-mux\r\n");
+    let mut call = Call::invite_with(p, phone, itsp, Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    let answer = sdp(1, call.itsp.rtp_addr().port(), 0, "sendrecv", "");
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert!(!body(&ok).contains("a=rtcp-mux"), "{}", body(&ok));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    call.two_way_audio(toward_phone, toward_itsp, 0, 1);
+    // RFC 5761 §5.1.1: mux offered and not accepted means RTCP on RTP port + 1, both legs.
+    let rtcp_at = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() + 1);
+    for n in 1..=3 {
+        itsp_rtcp.send_to(&rtcp_sr(0x2222_0002, n), rtcp_at(toward_itsp)).expect("send");
+        phone_rtcp.send_to(&rtcp_sr(0x1111_0001, n), rtcp_at(toward_phone)).expect("send");
+    }
+    let at_phone = recv_n(&phone_rtcp, 3, WAIT);
+    let at_itsp = recv_n(&itsp_rtcp, 3, WAIT);
+    assert_eq!(at_phone.len(), 3, "the ITSP's RTCP reaches the phone's RTCP port");
+    assert_eq!(at_itsp.len(), 3, "the phone's RTCP reaches the ITSP's RTCP port");
+    assert!(at_phone.iter().all(|(d, a)| *a == rtcp_at(toward_phone) && d[1] == 200));
+    assert!(at_itsp.iter().all(|(d, a)| *a == rtcp_at(toward_itsp) && d[1] == 200));
     call.bye();
 }

@@ -232,6 +232,13 @@ impl B2bua {
                 return;
             }
         }
+        if !(method == Method::Options && self.addressed_to_us(&msg, flow)) {
+            if let super::zone_auth::ZoneAuth::Challenged { .. } =
+                self.zone_auth(now, tx, &msg, flow, tl)
+            {
+                return;
+            }
+        }
         match method {
             Method::Invite if self.draining => {
                 let ra = make("Retry-After", "30");

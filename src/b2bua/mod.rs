@@ -19,6 +19,7 @@ pub mod router;
 #[cfg(test)]
 mod tests;
 mod trunk_edge;
+mod zone_auth;
 
 pub use call::{CallKey, Side};
 pub use dispatch::{B2bua, B2buaStats, CallRecord};

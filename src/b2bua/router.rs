@@ -6,6 +6,7 @@ use crate::policy::PolicyChain;
 use crate::sip::message::Transport;
 use crate::transport::flow::{ZoneAddress, ZoneId};
 use crate::trunk::digest_client::Account;
+use crate::trunk::digest_server::DigestServer;
 use regex::Regex;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Zone {
     pub media_ports: (u16, u16),
     /// Which way it faces.
     pub kind: ZoneKind,
+    /// Digest server challenging this zone's unknown peers.
+    pub auth: Option<Arc<DigestServer>>,
 }
 
 /// A SIP peer calls are sent to.
@@ -165,6 +168,19 @@ impl Router {
                     media_sdp_ip,
                     media_ports: (range.low, range.high),
                     kind: z.kind,
+                    auth: z.auth.as_ref().and_then(|a| {
+                        let users = a.users().ok()?;
+                        // One secret and epoch per config load, shared by every shard through
+                        // the router: a nonce made by one shard verifies in any other.
+                        let secret: [u8; 32] = rand::random();
+                        Some(Arc::new(DigestServer::new(
+                            a.realm.clone(),
+                            users,
+                            a.nonce_ttl.0,
+                            secret,
+                            std::time::Instant::now(),
+                        )))
+                    }),
                 }
             })
             .collect();

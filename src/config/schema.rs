@@ -82,6 +82,51 @@ pub struct ZoneConfig {
     /// Relay sockets of this zone (anchored media). Absent: the listen IP and the global range.
     #[serde(default)]
     pub media: Option<ZoneMediaConfig>,
+    /// Digest authentication demanded from this zone's peers (trunks configured in the zone
+    /// are trusted by address and not challenged).
+    #[serde(default)]
+    pub auth: Option<ZoneAuthConfig>,
+}
+
+/// Digest server settings of a zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneAuthConfig {
+    /// Realm of the challenges.
+    pub realm: String,
+    /// File of `user:password` lines (passwords never sit in this config).
+    pub users_file: std::path::PathBuf,
+    /// How long a nonce stays valid (default 5m); older ones get `stale=true`.
+    #[serde(default = "default_nonce_ttl")]
+    pub nonce_ttl: DurationValue,
+}
+
+fn default_nonce_ttl() -> DurationValue {
+    DurationValue(Duration::from_secs(300))
+}
+
+impl ZoneAuthConfig {
+    /// Reads the users file.
+    pub fn users(&self) -> Result<std::collections::HashMap<String, String>, String> {
+        let text = std::fs::read_to_string(&self.users_file)
+            .map_err(|e| format!("users_file {}: {e}", self.users_file.display()))?;
+        let mut users = std::collections::HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (u, p) = line.split_once(':').ok_or_else(|| {
+                format!(
+                    "users_file {} line {}: expected user:password",
+                    self.users_file.display(),
+                    n + 1
+                )
+            })?;
+            users.insert(u.trim().to_string(), p.to_string());
+        }
+        Ok(users)
+    }
 }
 
 /// Where a zone's relay ports live.

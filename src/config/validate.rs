@@ -270,6 +270,16 @@ impl Checker<'_> {
     /// Credentials resolvable, registration and keepalive values sane.
     fn trunk_edge(&mut self) {
         let mut errs = Vec::new();
+        for (i, z) in self.config.zones.iter().enumerate() {
+            if let Some(auth) = &z.auth {
+                if let Err(e) = auth.users() {
+                    errs.push((
+                        path!["zones", i, "auth", "users_file"].to_vec(),
+                        format!("zone \"{}\": {e}", z.name),
+                    ));
+                }
+            }
+        }
         for (i, t) in self.config.trunks.iter().enumerate() {
             if let Some(auth) = &t.auth {
                 if let Err(e) = auth.password() {

@@ -431,6 +431,21 @@ impl MediaController {
             let st = &mut s.streams[i];
             st.peer[x] = rtp_peer;
             st.nat[x] = nat;
+            // sipborder copies a=rtcp-mux across, so one side without it means no mux on either
+            // leg (RFC 5761 §5.1.1: an offer of mux answered without it). The leg that offered
+            // mux had no RTCP address until now: its RTCP goes to its RTP port + 1.
+            if !m.rtcp_mux && st.mux[y] {
+                st.mux[y] = false;
+                if let (Some((_, rtcp_id)), Some(peer)) = (st.pairs, st.peer[y]) {
+                    let addr = SocketAddr::new(peer.ip(), peer.port().wrapping_add(1));
+                    let spec = if st.nat[y] {
+                        PeerSpec::learn(Some(addr), self.settings.learning_window)
+                    } else {
+                        PeerSpec::strict(addr)
+                    };
+                    self.relay.update(rtcp_id, from.other().relay_side(), spec)?;
+                }
+            }
         }
         self.rewrite_toward(s, &sdp, from.other(), y)
     }
@@ -453,7 +468,8 @@ impl MediaController {
                 (Some(p), Some(_)) => {
                     let mut c =
                         vec![format!("candidate:1 1 UDP 2130706431 {ip} {} typ host", p[y])];
-                    if !st.mux.iter().any(|m| *m) {
+                    // RTCP has a component of its own unless both legs multiplex.
+                    if !st.mux.iter().all(|m| *m) {
                         c.push(format!("candidate:1 2 UDP 2130706430 {ip} {} typ host", p[y] + 1));
                     }
                     c

@@ -19,7 +19,7 @@ pub struct Stream {
     pub peer: [Option<SocketAddr>; 2],
     /// Each leg detected behind NAT.
     pub nat: [bool; 2],
-    /// Each leg asked for rtcp-mux.
+    /// Each leg asked for rtcp-mux (cleared once the other leg's SDP came without it).
     pub mux: [bool; 2],
     /// RTP clock rate per leg.
     pub clock_rate: [u32; 2],

@@ -479,6 +479,11 @@ impl RawUdp {
         RawUdp { sock: UdpSocket::bind("127.0.0.1:0").expect("bind udp") }
     }
 
+    /// Binds `ip`:0 (another loopback address, e.g. 127.0.0.2, is a different host to sipborder).
+    pub fn bind_ip(ip: &str) -> RawUdp {
+        RawUdp { sock: UdpSocket::bind((ip, 0)).expect("bind udp ip") }
+    }
+
     /// Binds 127.0.0.1:`port`.
     pub fn bind_port(port: u16) -> RawUdp {
         RawUdp { sock: UdpSocket::bind(("127.0.0.1", port)).expect("bind udp port") }

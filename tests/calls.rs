@@ -196,3 +196,37 @@ fn two_hundred_calls_leave_no_state_behind() {
     assert_eq!(sbc.metric("sipborder_relay_ports_in_use{"), 0.0, "{}", sbc.metrics());
     assert!(sbc.metric("sipborder_relay_ports_free{zone=\"lan\"}") > 0.0, "{}", sbc.metrics());
 }
+
+#[test]
+fn every_log_line_of_a_call_carries_both_call_ids() {
+    let ports = Ports::new();
+    let sbc = Sbc::start_with_log(ports, &config(&ports, &Setup::default()), "sipborder=debug");
+    let _uas =
+        Sipp::uas(ports.itsp, &["-sf", scenario("uas_busy.xml").to_str().unwrap_or_default()], &[]);
+    let r = Sipp::uac(
+        ports.lan,
+        &["-sf", scenario("uac_expect_486.xml").to_str().unwrap_or_default()],
+        1,
+        1,
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.successful, 1, "{r:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = sbc.log();
+    let ended = log.lines().find(|l| l.contains("call ended")).expect("a call-ended line");
+    let field = |name: &str| {
+        ended
+            .split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .map(|v| v.trim_end_matches(['}', ':']).to_string())
+    };
+    let (a, b) = (field("a_call_id").expect("a id"), field("b_call_id").expect("b id"));
+    // Grep for leg B's Call-ID finds the lines of leg A too, and vice versa.
+    let by_b: Vec<&str> = log.lines().filter(|l| l.contains(&b)).collect();
+    assert!(by_b.len() >= 2, "{log}");
+    assert!(by_b.iter().all(|l| l.contains(&a)), "{by_b:#?}");
+    let by_a = log.lines().filter(|l| l.contains(&a)).count();
+    assert_eq!(by_a, by_b.len(), "{log}");
+}

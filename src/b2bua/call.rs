@@ -222,6 +222,8 @@ pub struct Call {
     pub q850_cause: Option<u8>,
     /// Policies of the peers of leg A and leg B, fixed when the leg was set up.
     pub policies: [crate::policy::PolicyChain; 2],
+    /// Log span of the call: every line logged while handling it carries both Call-IDs.
+    pub span: tracing::Span,
     /// Media of the call (None before the first attempt).
     pub media: Option<crate::media::MediaSession>,
     /// When the INVITE arrived.

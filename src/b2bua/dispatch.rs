@@ -189,8 +189,38 @@ impl B2bua {
         self.wakeups.push(Reverse((at, call)));
     }
 
+    /// The call an event belongs to, when it belongs to one already.
+    fn call_of(&self, ev: &TxEvent, tl: &TransactionLayer) -> Option<CallKey> {
+        let role_call = |tx: &TxId| match self.clients.get(tx)? {
+            ClientRole::Initial(k) | ClientRole::ReInvite(k) | ClientRole::Bye(k) => Some(*k),
+            ClientRole::Relay { call, .. } | ClientRole::Prack { call, .. } => Some(*call),
+            ClientRole::Discard | ClientRole::Standalone { .. } => None,
+        };
+        match ev {
+            TxEvent::Request { msg, .. } => {
+                if msg.method() == Method::Cancel {
+                    return tl
+                        .invite_for_cancel(msg)
+                        .and_then(|t| self.invite_servers.get(&t).copied());
+                }
+                let tag = msg.to_tag.as_ref()?;
+                self.dialogs.get(&(msg.call_id.clone(), tag.clone())).map(|(k, _)| *k)
+            }
+            TxEvent::Response { tx: Some(tx), .. }
+            | TxEvent::Timeout { tx }
+            | TxEvent::TransportError { tx }
+            | TxEvent::RingTimeout { tx } => role_call(tx),
+            _ => None,
+        }
+    }
+
     /// Handles one event from the transaction layer.
     pub fn handle_event(&mut self, now: Instant, ev: TxEvent, tl: &mut TransactionLayer) {
+        // Everything logged while handling a call's event carries both legs' Call-IDs.
+        let _span = self
+            .call_of(&ev, tl)
+            .and_then(|k| self.calls.get(&k))
+            .map(|c| c.span.clone().entered());
         match ev {
             TxEvent::Request { tx, msg, flow } => self.on_request(now, tx, msg, flow, tl),
             TxEvent::Response { tx, msg, flow } => self.on_response(now, tx, msg, flow, tl),

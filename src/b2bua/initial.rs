@@ -100,6 +100,7 @@ impl B2bua {
         let reply = ReplyTemplate::of(&msg, flow.remote);
         let a_trunk = self.router.trunk_by_source(flow.zone, flow.remote);
         let a_invite_cseq = msg.cseq;
+        let a_call_id = msg.call_id.clone();
         let call = Call {
             key,
             state: CallState::Proceeding,
@@ -133,6 +134,7 @@ impl B2bua {
             end_cause: None,
             byes_pending: 0,
             media: None,
+            span: tracing::info_span!("call", a_call_id = %a_call_id, b_call_id = tracing::field::Empty),
             policies: [
                 a_trunk
                     .and_then(|t| self.router.trunk(t))
@@ -150,6 +152,7 @@ impl B2bua {
         };
         self.dialogs.insert((call.a.call_id.clone(), a_tag), (key, Side::A));
         self.invite_servers.insert(tx, key);
+        let _entered = call.span.clone().entered();
         self.calls.insert(key, call);
         self.stats.calls_total += 1;
         self.start_attempt(now, key, tl);
@@ -278,6 +281,7 @@ impl B2bua {
             self.dialogs.remove(&old);
             self.own_call_ids.remove(&old.0);
         }
+        call.span.record("b_call_id", call_id.as_str());
         call.b = b;
         call.b_trunk = Some(trunk_id);
         call.policies[1] = trunk.policies.clone();

@@ -197,6 +197,15 @@ pub struct Sbc {
 impl Sbc {
     /// Starts sipborder with `yaml` and waits until it answers OPTIONS on the LAN port.
     pub fn start(ports: Ports, yaml: &str) -> Sbc {
+        Self::start_with_log(
+            ports,
+            yaml,
+            &std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+    }
+
+    /// [`Sbc::start`] with a log filter (`RUST_LOG` syntax).
+    pub fn start_with_log(ports: Ports, yaml: &str, filter: &str) -> Sbc {
         let dir = TempDir::new("sbc");
         let cfg = dir.path("sipborder.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
@@ -204,7 +213,7 @@ impl Sbc {
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(&cfg)
-            .env("RUST_LOG", std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

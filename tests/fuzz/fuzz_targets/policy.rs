@@ -25,7 +25,7 @@ rules:
   - name: strip-x
     when: {direction: to-trunk}
     do:
-      - remove_headers: {regex: '^X-'}
+      - remove: {regex: '^X-'}
 "#;
 
 fn chain() -> &'static PolicyChain {
@@ -54,7 +54,9 @@ fn owned(msg: &rsip::SipMessage) -> Vec<(String, String)> {
     headers
         .iter()
         .map(name_value)
-        .filter(|(n, _)| owned_by_b2bua().any(|o| o.eq_ignore_ascii_case(n) && o != "Content-Length"))
+        .filter(|(n, _)| {
+            owned_by_b2bua().any(|o| o.eq_ignore_ascii_case(n) && o != "Content-Length")
+        })
         .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
         .collect()
 }

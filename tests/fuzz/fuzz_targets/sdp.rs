@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Err(e) = SessionDescription::parse(&out.body) {
-        panic!("rewritten body does not parse: {e}\n--- in:\n{}\n--- out:\n{text}", String::from_utf8_lossy(data));
+        panic!(
+            "rewritten body does not parse: {e}\n--- in:\n{}\n--- out:\n{text}",
+            String::from_utf8_lossy(data)
+        );
     }
     for m in sdp.media() {
         let _ = (m.is_hold(), m.effective_address(), m.effective_direction(), m.is_rtp());

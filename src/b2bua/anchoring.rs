@@ -94,10 +94,13 @@ impl B2bua {
         body: &[u8],
         source: IpAddr,
     ) -> Result<Option<Vec<u8>>, MediaError> {
-        let Some(session) = self.calls.get_mut(&key).and_then(|c| c.media.as_mut()) else {
-            return Ok(None);
-        };
-        self.media.on_sdp(now, session, leg(from), body, source).map(Some)
+        let Some(call) = self.calls.get_mut(&key) else { return Ok(None) };
+        let Some(session) = call.media.as_mut() else { return Ok(None) };
+        let out = self.media.on_sdp(now, session, leg(from), body, source)?;
+        // Kept for RFC 4028 refreshes: a re-INVITE repeating the last SDP is answered locally.
+        call.sdp_from[from.idx()] = Some(body.to_vec());
+        call.sdp_to[from.other().idx()] = Some(out.clone());
+        Ok(Some(out))
     }
 
     /// Like [`Self::cross_sdp`] for bodies that must cross even when anchoring fails (answers:

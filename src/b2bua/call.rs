@@ -222,6 +222,14 @@ pub struct Call {
     pub q850_cause: Option<u8>,
     /// Policies of the peers of leg A and leg B, fixed when the leg was set up.
     pub policies: [crate::policy::PolicyChain; 2],
+    /// RFC 4028 session timer of each leg.
+    pub timers: [Option<super::session_timer::LegTimer>; 2],
+    /// Last SDP received from each leg (refresh detection).
+    pub sdp_from: [Option<Vec<u8>>; 2],
+    /// Last SDP sent to each leg (repeated in refreshes).
+    pub sdp_to: [Option<Vec<u8>>; 2],
+    /// Each leg's peer allows UPDATE (refreshes use it).
+    pub peer_allows_update: [bool; 2],
     /// Log span of the call: every line logged while handling it carries both Call-IDs.
     pub span: tracing::Span,
     /// Media of the call (None before the first attempt).

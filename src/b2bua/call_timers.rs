@@ -54,7 +54,10 @@ impl B2bua {
             if give_up {
                 tracing::info!("2xx never acknowledged, ending call");
                 self.hangup_both(now, key, EndCause::SessionFailure, tl);
-            } else if let Some(n) = next {
+                continue;
+            }
+            let timers = self.run_session_timers(now, key, tl);
+            if let Some(n) = [next, timers].into_iter().flatten().min() {
                 self.wake_at(n, key);
             }
         }

@@ -31,6 +31,8 @@ pub(crate) enum ClientRole {
     Prack { call: CallKey, a_prack: Option<(TxId, ReplyTemplate)> },
     /// A BYE we sent as part of ending the call.
     Bye(CallKey),
+    /// A session refresh of ours on one leg (RFC 4028).
+    Refresh { call: CallKey, side: Side, cseq: u32 },
     /// A request whose outcome does not matter (BYE to a losing fork).
     Discard,
     /// An out-of-dialog request relayed without a call (MESSAGE, OPTIONS to a user).
@@ -193,7 +195,9 @@ impl B2bua {
     fn call_of(&self, ev: &TxEvent, tl: &TransactionLayer) -> Option<CallKey> {
         let role_call = |tx: &TxId| match self.clients.get(tx)? {
             ClientRole::Initial(k) | ClientRole::ReInvite(k) | ClientRole::Bye(k) => Some(*k),
-            ClientRole::Relay { call, .. } | ClientRole::Prack { call, .. } => Some(*call),
+            ClientRole::Relay { call, .. }
+            | ClientRole::Prack { call, .. }
+            | ClientRole::Refresh { call, .. } => Some(*call),
             ClientRole::Discard | ClientRole::Standalone { .. } => None,
         };
         match ev {
@@ -346,6 +350,9 @@ impl B2bua {
                     self.on_bye_done(now, call, tl);
                 }
             }
+            ClientRole::Refresh { call, side, cseq } => {
+                self.on_refresh_response(now, call, side, cseq, &msg, tl)
+            }
             ClientRole::Discard => {}
             ClientRole::Standalone { server_tx, reply, to_tag } => {
                 let resp = super::local::relay_response(&msg, &reply, Some(&to_tag), None);
@@ -371,6 +378,7 @@ impl B2bua {
                 }
             }
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
+            ClientRole::Refresh { call, .. } => self.on_refresh_failure(now, call, tl),
             ClientRole::Discard => {}
             ClientRole::Standalone { server_tx, reply, to_tag } => {
                 let _ = tl.respond(now, server_tx, reply.response(code, None, Some(&to_tag)));

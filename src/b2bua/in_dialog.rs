@@ -201,6 +201,40 @@ impl B2bua {
             }
             return;
         }
+        // RFC 4028: a re-INVITE that only refreshes this leg's session is answered here.
+        if let Some((headers, body)) = self.local_refresh_answer(now, key, side, &msg) {
+            let reply = ReplyTemplate::of(&msg, flow.remote);
+            let tag = None;
+            let mut resp = reply.response(200, None, tag);
+            let contact =
+                self.calls.get(&key).and_then(|c| c.dialog(side)).map(|d| d.local_contact.clone());
+            if let Some(c) = contact {
+                resp.headers.push(make("Contact", c));
+            }
+            for h in headers {
+                resp.headers.push(h);
+            }
+            resp.body = body;
+            let _ = tl.respond(now, tx, resp.clone());
+            let t1 = tl.timer_config().t1;
+            if let Some(call) = self.calls.get_mut(&key) {
+                let reliable = flow.transport.is_reliable();
+                let give_up = now + t1 * 64;
+                let due = if reliable { give_up } else { now + t1 };
+                call.unacked.push(super::call::Unacked2xx {
+                    side,
+                    cseq: msg.cseq,
+                    tx,
+                    response: resp,
+                    interval: t1,
+                    due,
+                    give_up,
+                    forward_ack: None,
+                });
+                self.wake_at(due, key);
+            }
+            return;
+        }
         let other = side.other();
         let reply = ReplyTemplate::of(&msg, flow.remote);
         let offerless = msg.body().is_empty();
@@ -321,6 +355,9 @@ impl B2bua {
                 });
                 call.reinvite = None;
                 self.wake_at(due, key);
+                // A completed offer/answer refreshes both legs' sessions (RFC 4028 §7).
+                self.leg_refreshed(now, key, Side::A);
+                self.leg_refreshed(now, key, Side::B);
             }
             _ => {
                 let _ = tl.respond(now, r.server_tx, resp);
@@ -437,6 +474,20 @@ impl B2bua {
             return;
         }
         if method == Method::Update {
+            // RFC 4028: a body-less UPDATE refreshing this leg's session is answered here.
+            if let Some((headers, _)) = self.local_refresh_answer(now, key, side, &msg) {
+                let mut extra = headers;
+                if let Some(c) = self
+                    .calls
+                    .get(&key)
+                    .and_then(|c| c.dialog(side))
+                    .map(|d| d.local_contact.clone())
+                {
+                    extra.push(make("Contact", c));
+                }
+                self.reply_local(now, tl, tx, &msg, flow, 200, None, &extra);
+                return;
+            }
             if let Some(t) = msg.header("Contact").and_then(contact_uri) {
                 if let Some(d) = self.calls.get_mut(&key).and_then(|c| c.dialog_mut(side)) {
                     d.remote_target = t;
@@ -519,5 +570,9 @@ impl B2bua {
             None => resp,
         };
         let _ = tl.respond(now, server_tx, resp);
+        if refresh {
+            self.leg_refreshed(now, key, Side::A);
+            self.leg_refreshed(now, key, Side::B);
+        }
     }
 }

@@ -32,6 +32,28 @@ fn option_tags(msg: &SipMsg, header: &str, drop: &str) -> Vec<String> {
         .collect()
 }
 
+/// Removes option tag `tag` from every `header` line (dropping lines left empty).
+pub(crate) fn strip_option_tag(headers: &mut rsip::Headers, header: &str, tag: &str) {
+    let mut v: Vec<Header> = std::mem::take(headers).into();
+    v.retain_mut(|h| {
+        if !crate::sip::headers::is_named(h, header) {
+            return true;
+        }
+        let kept: Vec<&str> = crate::sip::headers::name_value(h)
+            .1
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tag))
+            .collect();
+        if kept.is_empty() {
+            return false;
+        }
+        *h = make(header, kept.join(", "));
+        true
+    });
+    *headers = v.into();
+}
+
 /// Our Contact on a zone for a transport.
 pub(crate) fn local_contact(b: &B2bua, flow: Flow) -> String {
     let hp = b
@@ -68,6 +90,10 @@ impl B2bua {
             self.reply_local(now, tl, tx, &msg, flow, 404, Some("No Route"), &[]);
             return;
         };
+        if let Some(min) = self.timer_too_small(flow.zone, &msg) {
+            self.reply_local(now, tl, tx, &msg, flow, 422, None, &[min]);
+            return;
+        }
         let targets = route.targets.clone();
         let route_media = route.media;
         let key = self.alloc_call_key();
@@ -100,6 +126,7 @@ impl B2bua {
         let reply = ReplyTemplate::of(&msg, flow.remote);
         let a_trunk = self.router.trunk_by_source(flow.zone, flow.remote);
         let a_invite_cseq = msg.cseq;
+        let msg_allows_update = msg.has_option_tag("Allow", "UPDATE");
         let a_call_id = msg.call_id.clone();
         let call = Call {
             key,
@@ -134,6 +161,10 @@ impl B2bua {
             end_cause: None,
             byes_pending: 0,
             media: None,
+            timers: [None, None],
+            sdp_from: [None, None],
+            sdp_to: [None, None],
+            peer_allows_update: [msg_allows_update, false],
             span: tracing::info_span!("call", a_call_id = %a_call_id, b_call_id = tracing::field::Empty),
             policies: [
                 a_trunk
@@ -232,13 +263,23 @@ impl B2bua {
         let max_forwards = msg.max_forwards.unwrap_or(70).saturating_sub(1);
         let mut supported = option_tags(msg, "Supported", "100rel");
         supported.push("100rel".to_string());
-        let require = option_tags(msg, "Require", "100rel");
+        let timer_headers = self.timer_request_headers(trunk.zone);
+        supported.retain(|t| !t.eq_ignore_ascii_case("timer"));
+        if !timer_headers.is_empty() {
+            supported.push("timer".to_string());
+        }
+        // Session timers are per leg: A's Require: timer is A's business, not B's.
+        let require: Vec<String> = option_tags(msg, "Require", "100rel")
+            .into_iter()
+            .filter(|t| !t.eq_ignore_ascii_case("timer"))
+            .collect();
         let mut extra: Vec<Header> = Vec::with_capacity(16);
         copy_crossing(msg, &mut extra, &["Supported", "Require"]);
         extra.push(make("Supported", supported.join(", ")));
         if !require.is_empty() {
             extra.push(make("Require", require.join(", ")));
         }
+        extra.extend(timer_headers);
         let body = anchored_body.unwrap_or_else(|| msg.body().to_vec());
 
         let call_id = new_call_id(&mut self.rng, self.shard, self.shards);
@@ -570,7 +611,15 @@ impl B2bua {
         call.a.local_tag = a_tag.clone();
         call.a.state = DialogState::Confirmed;
         call.state = CallState::Answered;
+        call.peer_allows_update[Side::B.idx()] = msg.has_option_tag("Allow", "UPDATE");
+        // RFC 4028 per leg: each leg gets its own Session-Expires (B's never crosses).
+        let timer_headers = self.start_timers(now, key, &init.msg, &msg);
+        let Some(call) = self.calls.get_mut(&key) else { return };
         let mut resp = relay_response(&msg, &init.reply, Some(&a_tag), Some(&call.a.local_contact));
+        strip_option_tag(&mut resp.headers, "Require", "timer");
+        for h in timer_headers {
+            resp.headers.push(h);
+        }
         if let Some(b) = body {
             resp.body = b;
         }

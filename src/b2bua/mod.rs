@@ -16,6 +16,7 @@ mod local;
 mod policy_hook;
 pub mod reply;
 pub mod router;
+pub mod session_timer;
 #[cfg(test)]
 mod tests;
 mod trunk_edge;

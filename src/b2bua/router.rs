@@ -1,6 +1,8 @@
 //! The routing table (dial-peer style): which trunk(s) a new call or out-of-dialog request goes to.
 
-use crate::config::{Config, KeepaliveConfig, MediaMode, RegisterConfig, TransportKind, ZoneKind};
+use crate::config::{
+    Config, KeepaliveConfig, MediaMode, RegisterConfig, SessionTimerConfig, TransportKind, ZoneKind,
+};
 use crate::policy::causes::CauseMap;
 use crate::policy::PolicyChain;
 use crate::sip::message::Transport;
@@ -34,6 +36,8 @@ pub struct Zone {
     pub kind: ZoneKind,
     /// Digest server challenging this zone's unknown peers.
     pub auth: Option<Arc<DigestServer>>,
+    /// Session timer settings of legs in this zone.
+    pub session_timer: Option<SessionTimerConfig>,
 }
 
 /// A SIP peer calls are sent to.
@@ -168,6 +172,7 @@ impl Router {
                     media_sdp_ip,
                     media_ports: (range.low, range.high),
                     kind: z.kind,
+                    session_timer: z.session_timer.clone(),
                     auth: z.auth.as_ref().and_then(|a| {
                         let users = a.users().ok()?;
                         // One secret and epoch per config load, shared by every shard through

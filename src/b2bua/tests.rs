@@ -1735,3 +1735,168 @@ fn call_from_trunk_routes_to_the_pbx_and_back() {
     h.feed(itsp(), &up.a.answer(&bye, 200, &[], ""));
     h.assert_clean();
 }
+
+// =============================================================================================
+// RFC 4028 session timers, per leg
+// =============================================================================================
+
+fn timer_config(interval: &str, min_se: &str) -> String {
+    CONFIG
+        .replace(
+            "    media: { address: 127.0.0.1, advertise: 10.0.0.1, ports: 30000-31999 }\n",
+            &format!("    media: {{ address: 127.0.0.1, advertise: 10.0.0.1, ports: 30000-31999 }}\n    session_timer: {{ interval: {interval}, min_se: {min_se} }}\n"),
+        )
+        .replace(
+            "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n",
+            &format!("    media: {{ address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }}\n    session_timer: {{ interval: {interval}, min_se: {min_se} }}\n"),
+        )
+}
+
+#[test]
+fn session_timer_too_small_an_interval_gets_422_with_min_se() {
+    let mut h = Harness::with_config(&timer_config("600s", "120s"));
+    let inv = invite(
+        phone(),
+        "sip:0123456789@10.0.0.1",
+        &["Supported: timer", "Session-Expires: 90"],
+        &sdp("10.0.0.20", 4000, "sendrecv"),
+    );
+    let out = h.feed(phone(), &inv);
+    let r = resp_to(&out, phone(), 422);
+    assert_eq!(hdr(&r, "Min-SE"), "120");
+    assert_eq!(count(&out, |_, t| is_req(t, "INVITE")), 0, "nothing goes to the trunk");
+}
+
+#[test]
+fn session_timer_each_leg_negotiates_its_own_and_the_trunks_value_never_reaches_the_lan() {
+    let mut h = Harness::with_config(&timer_config("600s", "90s"));
+    let inv = invite(
+        phone(),
+        "sip:0123456789@10.0.0.1",
+        &["Supported: timer", "Session-Expires: 1800;refresher=uac"],
+        &sdp("10.0.0.20", 4000, "sendrecv"),
+    );
+    let out = h.feed(phone(), &inv);
+    let (b_flow, b_invite) = only(&out, "INVITE on B", |_, t| is_req(t, "INVITE")).clone();
+    // Leg B gets sipborder's own interval, not A's.
+    assert_eq!(hdr(&b_invite, "Session-Expires"), "600");
+    assert_eq!(hdr(&b_invite, "Min-SE"), "90");
+    assert!(msg(&b_invite).has_option_tag("Supported", "timer"));
+    let c = format!("Contact: {}", callee_contact(b_flow));
+    let ok = reply(
+        &b_invite,
+        200,
+        Some("b1"),
+        &[
+            &c,
+            "Session-Expires: 600;refresher=uas",
+            "Require: timer",
+            "Content-Type: application/sdp",
+        ],
+        &sdp("198.51.100.20", 30000, "sendrecv"),
+    );
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    // A asked for 1800 with itself refreshing: it gets exactly that back.
+    assert_eq!(hdr(&a_ok, "Session-Expires"), "1800;refresher=uac");
+    assert!(msg(&a_ok).has_option_tag("Require", "timer"));
+    assert!(!hdr(&a_ok, "Session-Expires").starts_with("600"), "B's value stays on B");
+}
+
+#[test]
+fn session_timer_sipborder_refreshes_a_leg_whose_peer_has_no_timers_and_answers_refreshes_itself() {
+    let mut h = Harness::with_config(&timer_config("120s", "90s"));
+    // The phone knows nothing of timers; the trunk does and refreshes leg B itself.
+    let inv = invite(
+        phone(),
+        "sip:0123456789@10.0.0.1",
+        &["Allow: INVITE, ACK, BYE, CANCEL, UPDATE"],
+        &sdp("10.0.0.20", 4000, "sendrecv"),
+    );
+    let out = h.feed(phone(), &inv);
+    let (b_flow, b_invite) = only(&out, "INVITE on B", |_, t| is_req(t, "INVITE")).clone();
+    let contact = callee_contact(b_flow);
+    let c = format!("Contact: {contact}");
+    let ok = reply(
+        &b_invite,
+        200,
+        Some("b1"),
+        &[&c, "Session-Expires: 120;refresher=uas", "Content-Type: application/sdp"],
+        &sdp("198.51.100.20", 30000, "sendrecv"),
+    );
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(
+        hdr(&a_ok, "Session-Expires"),
+        "120;refresher=uas",
+        "sipborder keeps the phone's leg alive"
+    );
+    let a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    let mut b = Peer::callee(b_flow, &b_invite, "b1", &contact);
+    // At half the interval sipborder refreshes leg A with an UPDATE (the phone allows it).
+    let out = h.advance(Duration::from_secs(60) + T1 / 2);
+    let upd = req_to(&out, phone(), "UPDATE");
+    assert!(body(&upd).is_empty(), "a refresh, no new offer");
+    assert_eq!(hdr(&upd, "Session-Expires"), "120;refresher=uac");
+    assert_eq!(count(&out, |f, t| *f == b_flow && is_req(t, "UPDATE")), 0, "leg B is not bothered");
+    h.feed(phone(), &reply(&upd, 200, None, &["Session-Expires: 120;refresher=uac"], ""));
+    // The trunk refreshes leg B with a body-less UPDATE: answered by sipborder, not relayed.
+    let refresh = b.request("UPDATE", &["Session-Expires: 120;refresher=uac"], "");
+    let out = h.feed(b_flow, &refresh);
+    let r = resp_to(&out, b_flow, 200);
+    assert!(hdr(&r, "Session-Expires").starts_with("120"));
+    assert_eq!(
+        count(&out, |f, t| *f == phone() && is_req(t, "UPDATE")),
+        0,
+        "not relayed to the phone"
+    );
+    // The phone stops answering refreshes: the next one fails and both legs get a BYE.
+    let out = h.advance(Duration::from_secs(61));
+    assert!(count(&out, |f, t| *f == phone() && is_req(t, "UPDATE")) >= 1, "{}", dump(&out));
+    let out = h.advance(T1 * 64 + Duration::from_secs(1));
+    assert!(count(&out, |f, t| *f == phone() && is_req(t, "BYE")) >= 1, "{}", dump(&out));
+    assert!(count(&out, |f, t| *f == b_flow && is_req(t, "BYE")) >= 1, "{}", dump(&out));
+}
+
+#[test]
+fn session_timer_a_peer_that_never_refreshes_gets_the_call_ended_before_expiry() {
+    let mut h = Harness::with_config(&timer_config("120s", "90s"));
+    let inv = invite(
+        phone(),
+        "sip:0123456789@10.0.0.1",
+        &["Supported: timer"],
+        &sdp("10.0.0.20", 4000, "sendrecv"),
+    );
+    let out = h.feed(phone(), &inv);
+    let (b_flow, b_invite) = only(&out, "INVITE on B", |_, t| is_req(t, "INVITE")).clone();
+    let c = format!("Contact: {}", callee_contact(b_flow));
+    let ok = reply(
+        &b_invite,
+        200,
+        Some("b1"),
+        &[
+            &c,
+            "Session-Expires: 120;refresher=uas",
+            "Require: timer",
+            "Content-Type: application/sdp",
+        ],
+        &sdp("198.51.100.20", 30000, "sendrecv"),
+    );
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, phone(), 200);
+    assert_eq!(hdr(&a_ok, "Session-Expires"), "120;refresher=uac", "a timer-aware phone refreshes");
+    let a = Peer::caller(phone(), &inv, &a_ok);
+    h.feed(phone(), &a.ack(a.cseq, ""));
+    // Nobody refreshes: at SE - min(32, SE/3) = 88 s both legs are hung up with a Reason.
+    let out = h.advance(Duration::from_secs(87));
+    assert_eq!(count(&out, |_, t| is_req(t, "BYE")), 0, "{}", dump(&out));
+    let out = h.advance(Duration::from_secs(2));
+    let byes: Vec<&Sent> = out.iter().filter(|(_, t)| is_req(t, "BYE")).collect();
+    assert!(
+        byes.iter().any(|(f, _)| *f == phone()) && byes.iter().any(|(f, _)| *f == b_flow),
+        "{}",
+        dump(&out)
+    );
+    assert!(byes.iter().all(|(_, t)| hdr(t, "Reason").contains("Session timer expired")));
+}

@@ -86,6 +86,30 @@ pub struct ZoneConfig {
     /// are trusted by address and not challenged).
     #[serde(default)]
     pub auth: Option<ZoneAuthConfig>,
+    /// RFC 4028 session timers on the legs in this zone (off when absent).
+    #[serde(default)]
+    pub session_timer: Option<SessionTimerConfig>,
+}
+
+/// Session timer of the legs in one zone: negotiated per leg; sipborder refreshes a leg
+/// whose peer does not support timers, and ends the call when a refresh fails or a session
+/// expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionTimerConfig {
+    /// Session interval asked for (Session-Expires).
+    pub interval: DurationValue,
+    /// Smallest interval accepted (Min-SE; a smaller one gets 422).
+    pub min_se: DurationValue,
+}
+
+impl Default for SessionTimerConfig {
+    fn default() -> Self {
+        SessionTimerConfig {
+            interval: DurationValue(Duration::from_secs(1800)),
+            min_se: DurationValue(Duration::from_secs(90)),
+        }
+    }
 }
 
 /// Digest server settings of a zone.

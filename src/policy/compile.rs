@@ -80,10 +80,18 @@ fn is_from_or_to(name: &str) -> bool {
 }
 
 /// Kept by `allow_headers` whatever the list says: besides the owned ones, the headers the B2BUA
-/// builds per leg (stripping them would break PRACK or authentication) and Content-Type, without
-/// which a body cannot be read (RFC 3261 §20.15).
-const ALWAYS_ALLOWED: &[&str] =
-    &["Content-Type", "RSeq", "RAck", "Authorization", "Proxy-Authorization", "Proxy-Require"];
+/// builds per leg (stripping them would break PRACK, authentication or session timers) and
+/// Content-Type, without which a body cannot be read (RFC 3261 §20.15).
+const ALWAYS_ALLOWED: &[&str] = &[
+    "Content-Type",
+    "RSeq",
+    "RAck",
+    "Authorization",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "Session-Expires",
+    "Min-SE",
+];
 
 /// A header name, canonical (compact forms expanded, rsip's spelling for known headers), matched
 /// case-insensitively.

@@ -39,7 +39,44 @@
 //!       headers: {P-Asserted-Identity: "<sip:+4930123@itsp.example>"}
 //!       absent: [X-Asterisk-HangupCause]
 //!       fired: [e164-called]
+//!       # also: status: 480, reject: 488, body_contains: [..], body_lacks: [..]
 //! ```
+//!
+//! # What a rule can touch
+//!
+//! Topology hiding is built in and a policy can neither break it nor be blocked by it. The B2BUA
+//! writes these headers itself on every leg, and a rule that names one in any action (`set`,
+//! `add`, `remove`, `rename` from or to, `replace`, `rewrite_*`, `display_name`, `allow_headers`)
+//! is refused when the file is loaded, with its line and column: **Via, Call-ID, CSeq, Contact,
+//! Route, Record-Route, Max-Forwards, Content-Length**. **From** and **To** carry the dialog tags
+//! the B2BUA owns: their URI and display name may be changed with `rewrite_user`, `rewrite_host`
+//! and `display_name` only (tags survive). A `remove: {regex}` that would match any of these names
+//! is refused too (the regex is tried against each at load), and `allow_headers` keeps them
+//! whatever the list says, with Content-Type and the per-leg headers the B2BUA builds (RSeq, RAck,
+//! Authorization, Proxy-Authorization, Proxy-Require, Session-Expires, Min-SE).
+//!
+//! # Semantics
+//!
+//! - Rules run in file order on the outgoing message; each sees what earlier rules changed. A
+//!   message crossing from peer X to peer Y runs X's policies, then Y's.
+//! - A rule *fires* when its conditions hold. A rule with `reject` only matches requests, one with
+//!   `translate_response` only responses; ACK is never rejected.
+//! - Header names match case-insensitively, compact forms included (`f` is From). Value regexes
+//!   match if any instance of the header matches; host regexes ignore case, user regexes do not.
+//!   A URI without a user part has an empty user.
+//! - `set` replaces every instance by one (in place) or adds the header; `add` appends another.
+//! - Templates (`value` of set, add, rewrite_*, display_name) know `${from.user}`,
+//!   `${from.host}`, `${to.user}`, `${to.host}`, `${ruri.user}`, `${ruri.host}` and
+//!   `${header.NAME}` (first instance); `$$` is a `$`. If one names something the message lacks,
+//!   the action is skipped: no half-filled header is ever written.
+//! - `replace.with` and `rewrite_*.with` use the regex crate's replacement syntax (`$1`).
+//!   `rewrite_*` with `strip_prefix` does nothing unless the part starts with it; `add_prefix`
+//!   alone always adds. They rewrite every URI of every instance (`Diversion`, a two-value
+//!   P-Asserted-Identity), tel: URIs included (a tel: URI has no host).
+//! - `codecs` keeps the listed codecs in that order plus telephone-event in SDP bodies; an offer in
+//!   a request left with nothing is rejected with 488, a response or ACK keeps its body.
+//! - `translate_response` changes only 3xx-6xx into 3xx-6xx (a 1xx or 2xx would break call
+//!   state); the reason phrase is the standard one unless given.
 //!
 //! Values that can be checked alone (directions, status codes) are checked while deserializing so
 //! serde_yaml reports their position; regexes, header names and templates are kept as text here

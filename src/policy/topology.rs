@@ -22,7 +22,16 @@ pub const B2BUA_OWNED: &[&str] = &[
 
 /// Hop-by-hop headers that describe one leg's transactions and are rebuilt per leg when needed
 /// (RSeq/RAck numbering is per leg; credentials are per hop).
-const PER_LEG: &[&str] = &["RSeq", "RAck", "Authorization", "Proxy-Authorization", "Proxy-Require"];
+const PER_LEG: &[&str] = &[
+    "RSeq",
+    "RAck",
+    "Authorization",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    // RFC 4028 timers are negotiated per leg.
+    "Session-Expires",
+    "Min-SE",
+];
 
 /// True when `name` is owned by the B2BUA.
 pub fn is_owned(name: &str) -> bool {

@@ -4,7 +4,7 @@
 //!
 //! Strikes are counted per source and reason in a window that opens at the first strike: the
 //! N-th strike within `window` of the first bans; a window that ran out starts over. Bans and
-//! strikes live in two bounded tables (see [`super::source`]): when full, expired bans and
+//! strikes live in two bounded tables (see `security::source`): when full, expired bans and
 //! stale strikes go first, then the bans closest to expiry and the sources struck longest ago.
 //! The ban table being empty (the usual case) makes [`BanList::is_banned`] a single atomic load.
 //!

@@ -226,7 +226,7 @@ impl Tracked for SourceBuckets {
 }
 
 /// Token buckets per source address, sharded for concurrent receive threads and bounded in the
-/// number of sources tracked (see [`super::source`] for the eviction rule).
+/// number of sources tracked (see `security::source` for the eviction rule).
 #[derive(Debug)]
 pub struct SourceLimiter {
     rates: SourceRates,

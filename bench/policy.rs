@@ -162,7 +162,7 @@ impl ValueFormatter for NanosFormatter {
     }
 }
 
-fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
     let policy = compile_str(POLICY, "bench.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(policy.plan(Direction::ToTrunk).count(), 20);
     let raw = std::fs::read(D2_01).unwrap_or_else(|e| panic!("{D2_01}: {e}"));

@@ -325,8 +325,9 @@ fn render(t: &Template, msg: &SipMessage, view: &mut View) -> Option<String> {
     for p in &t.pieces {
         match p {
             Piece::Lit(s) => out.push_str(s),
+            // A value read from the message goes into a header: one line only.
             Piece::Var(super::compile::Var::Header(h)) => {
-                out.push_str(first(msg, h).filter(|v| !v.is_empty())?)
+                out.push_str(first(msg, h).filter(|v| !v.is_empty() && !v.contains(['\r', '\n']))?)
             }
             Piece::Var(super::compile::Var::Uri(field, part)) => {
                 let ok = with_uri_part(msg, view, *field, *part, |v| match v {

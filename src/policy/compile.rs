@@ -537,7 +537,21 @@ impl Checker<'_> {
         Some(h)
     }
 
+    /// Text that goes into a header or a status line: a line break would let it write a header
+    /// of its own (an owned one included), so control characters other than tab are refused.
+    fn one_line(&mut self, path: &[Seg], what: &str, text: &str) -> bool {
+        if text.chars().any(|c| c.is_control() && c != '\t') {
+            self.err(path, format!("{what}: {text:?} contains a line break or control character"));
+            false
+        } else {
+            true
+        }
+    }
+
     fn template(&mut self, path: &[Seg], what: &str, text: &str) -> Option<Template> {
+        if !self.one_line(path, what, text) {
+            return None;
+        }
         match Template::parse(text) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -726,7 +740,11 @@ impl Checker<'_> {
             Action::Replace(r) => {
                 let h = self.touchable(&sub("header"), &what, &r.header);
                 let re = self.regex(&sub("regex"), &what, &r.regex, false);
-                Some(Act::Replace(h?, re?, r.with.clone()))
+                let with = self.one_line(&sub("with"), &what, &r.with);
+                match (h, re, with) {
+                    (Some(h), Some(re), true) => Some(Act::Replace(h, re, r.with.clone())),
+                    _ => None,
+                }
             }
             Action::RewriteUser(r) => self.rewrite(path, &what, r, Part::User),
             Action::RewriteHost(r) => self.rewrite(path, &what, r, Part::Host),
@@ -790,10 +808,15 @@ impl Checker<'_> {
                     ));
                     ok = false;
                 }
+                if let Some(reason) = &t.reason {
+                    ok &= self.one_line(&sub("reason"), &what, reason);
+                }
                 ok.then(|| Act::Translate { from, to: t.to.0, reason: t.reason.clone() })
             }
             Action::Codecs(list) => {
-                if list.is_empty() || list.iter().any(|c| c.trim().is_empty()) {
+                if list.is_empty()
+                    || list.iter().any(|c| c.trim().is_empty() || c.chars().any(char::is_control))
+                {
                     self.err(
                         path,
                         format!("{what}: give at least one codec name, e.g. [PCMA, PCMU]"),
@@ -815,6 +838,9 @@ impl Checker<'_> {
                     self.err(path, format!("{what}: only requests can be rejected, and this rule matches responses"));
                     ok = false;
                 }
+                if let Some(reason) = &r.reason {
+                    ok &= self.one_line(&sub("reason"), &what, reason);
+                }
                 let reason = r
                     .reason
                     .clone()
@@ -832,6 +858,15 @@ impl Checker<'_> {
             self.uri_header(&sub("header"), what, &r.header).map(UriTarget::Header)
         };
         let prefix = r.strip_prefix.is_some() || r.add_prefix.is_some();
+        let texts =
+            [("with", &r.with), ("strip_prefix", &r.strip_prefix), ("add_prefix", &r.add_prefix)];
+        for (key, text) in texts {
+            if let Some(t) = text {
+                if !self.one_line(&sub(key), what, t) {
+                    return None;
+                }
+            }
+        }
         let op = match (&r.value, &r.regex, &r.with, prefix) {
             (Some(v), None, None, false) => self.template(&sub("value"), what, v).map(UriOp::Value),
             (None, Some(re), Some(with), false) => self
@@ -1111,6 +1146,21 @@ mod tests {
         assert!(x.matches(&make("x-foo", "1")));
         assert!(!x.matches(&make("X-Foo-Bar", "1")));
         assert_eq!(HName::new("k").as_str(), "Supported");
+    }
+
+    #[test]
+    fn line_breaks_in_values_are_refused() {
+        let e = one(
+            "rules:\n  - name: r\n    do:\n      - set: {header: X-A, value: \"a\\r\\nVia: x\"}\n",
+        );
+        assert_eq!(at(&e), (4, 35));
+        assert!(e.message.contains("contains a line break"), "{e}");
+        let e = one("rules:\n  - name: r\n    do:\n      - replace: {header: X-A, regex: a, with: \"\\n\"}\n");
+        assert!(e.message.contains("contains a line break"), "{e}");
+        let e = one("rules:\n  - name: r\n    do:\n      - reject: {code: 403, reason: \"No\\r\\nVia: x\"}\n");
+        assert!(e.message.contains("contains a line break"), "{e}");
+        let e = one("rules:\n  - name: r\n    do:\n      - rewrite_user: {header: To, add_prefix: \"\\n\"}\n");
+        assert!(e.message.contains("contains a line break"), "{e}");
     }
 
     #[test]

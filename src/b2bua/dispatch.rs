@@ -109,6 +109,8 @@ pub struct B2bua {
     pub(crate) draining: bool,
     /// Digest state per trunk (nonces, nc) for calls.
     pub(crate) auth: rustc_hash::FxHashMap<u16, crate::trunk::digest_client::DigestClient>,
+    /// In-dialog requests that are already authenticated retries (a second challenge fails).
+    pub(crate) auth_retried: HashSet<TxId>,
 }
 
 impl B2bua {
@@ -138,6 +140,7 @@ impl B2bua {
             health,
             draining: false,
             auth: Default::default(),
+            auth_retried: HashSet::default(),
         }
     }
 
@@ -313,6 +316,22 @@ impl B2bua {
         if code >= 200 && !matches!(role, ClientRole::Initial(_)) {
             self.clients.remove(&tx);
         }
+        if code >= 200 {
+            let retried = match &role {
+                ClientRole::ReInvite(call) | ClientRole::Bye(call)
+                    if code == 401 || code == 407 =>
+                {
+                    self.retry_in_dialog_with_auth(now, *call, tx, &msg, tl)
+                }
+                _ => {
+                    self.auth_retried.remove(&tx);
+                    false
+                }
+            };
+            if retried {
+                return;
+            }
+        }
         match role {
             ClientRole::Initial(call) => self.on_initial_response(now, tx, call, msg, flow, tl),
             ClientRole::ReInvite(call) => {
@@ -363,6 +382,7 @@ impl B2bua {
 
     /// Timer B/F or a transport error on a client transaction: treated as a `code` response.
     fn on_client_failure(&mut self, now: Instant, tx: TxId, code: u16, tl: &mut TransactionLayer) {
+        self.auth_retried.remove(&tx);
         let Some(role) = self.clients.remove(&tx) else { return };
         match role {
             ClientRole::Initial(call) => self.on_initial_failure(now, tx, call, code, tl),

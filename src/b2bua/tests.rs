@@ -1900,3 +1900,37 @@ fn session_timer_a_peer_that_never_refreshes_gets_the_call_ended_before_expiry()
     );
     assert!(byes.iter().all(|(_, t)| hdr(t, "Reason").contains("Session timer expired")));
 }
+
+// =============================================================================================
+// Digest answers within a call (re-INVITE, BYE toward a challenging trunk)
+// =============================================================================================
+
+#[test]
+fn a_bye_challenged_by_the_trunk_is_sent_again_with_credentials_once() {
+    let secret = std::env::temp_dir().join(format!("sb-bye-secret-{}", std::process::id()));
+    std::fs::write(&secret, "itsp-secret\n").expect("secret");
+    let yaml = CONFIG.replace(
+        "    address: 198.51.100.10:5060\n",
+        &format!("    address: 198.51.100.10:5060\n    auth: {{ username: \"4930123\", password_file: {} }}\n", secret.display()),
+    );
+    let mut h = Harness::with_config(&yaml);
+    let mut up = establish(
+        &mut h,
+        phone(),
+        &invite(phone(), "sip:0123456789@10.0.0.1", &[], &sdp("10.0.0.20", 4000, "sendrecv")),
+    );
+    let bye = up.a.request("BYE", &[], "");
+    let out = h.feed(phone(), &bye);
+    let b_bye = req_to(&out, itsp(), "BYE");
+    let challenge = "WWW-Authenticate: Digest realm=\"itsp.example\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"";
+    let out = h.feed(itsp(), &reply(&b_bye, 401, None, &[challenge], ""));
+    let again = req_to(&out, itsp(), "BYE");
+    let auth = hdr(&again, "Authorization");
+    assert!(auth.contains("username=\"4930123\"") && auth.contains("nonce=\"n1\""), "{again}");
+    assert_ne!(cseq(&again), cseq(&b_bye), "a new CSeq");
+    // A second challenge is not answered again.
+    let out = h.feed(itsp(), &reply(&again, 401, None, &[challenge], ""));
+    assert_eq!(count(&out, |_, t| is_req(t, "BYE")), 0, "{}", dump(&out));
+    let _ = std::fs::remove_file(&secret);
+    h.assert_clean();
+}

@@ -184,6 +184,85 @@ impl B2bua {
         metrics::counter!(crate::observe::names::Q850_CAUSES_SENT_TOTAL, "trunk" => name, "cause" => cause.to_string()).increment(1);
     }
 
+    /// A 401/407 to a re-INVITE or BYE we sent toward a trunk within a call: resend it once
+    /// with the trunk's credentials (new CSeq, new transaction). Returns true when resent.
+    pub(crate) fn retry_in_dialog_with_auth(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        old_tx: TxId,
+        msg: &SipMsg,
+        tl: &mut TransactionLayer,
+    ) -> bool {
+        let code = msg.status().unwrap_or(0);
+        let Some(kind) = AuthKind::from_status(code) else { return false };
+        if self.auth_retried.remove(&old_tx) {
+            // This was already our authenticated retry: no challenge loops.
+            return false;
+        }
+        let Some(call) = self.calls.get(&key) else { return false };
+        // The challenged leg is the one whose Call-ID the response carries.
+        let side = if call.a.call_id == msg.call_id { Side::A } else { Side::B };
+        let trunk = match side {
+            Side::A => call.a_trunk,
+            Side::B => call.b_trunk,
+        };
+        let Some(account) =
+            trunk.and_then(|t| self.router.trunk(t)).and_then(|t| t.account.clone())
+        else {
+            return false;
+        };
+        let method = msg.cseq_method;
+        let template = match method {
+            rsip::Method::Invite => tl.client_invite(old_tx).cloned(),
+            rsip::Method::Bye => {
+                call.dialog(side).map(|d| d.request(rsip::Method::Bye, 0, vec![], vec![]))
+            }
+            _ => None,
+        };
+        let Some(mut req) = template else { return false };
+        let uri = req.uri.to_string();
+        let challenges: Vec<String> =
+            msg.header_all(kind.challenge_header()).map(str::to_string).collect();
+        let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
+        let client = self
+            .auth
+            .entry(trunk.map_or(0, |t| t.0))
+            .or_insert_with(DigestClient::with_random_cnonce);
+        let mut attempt = crate::trunk::digest_client::AuthAttempt::default();
+        let method_s = crate::server::dispatch::method_label(method);
+        let ChallengeOutcome::Retry { headers, .. } =
+            client.on_challenge(&mut attempt, kind, &refs, method_s, &uri, &account)
+        else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&key) else { return false };
+        let Some(d) = call.dialog_mut(side) else { return false };
+        let cseq = d.next_cseq();
+        let flow = d.flow;
+        remove_header(&mut req.headers, "Via");
+        remove_header(&mut req.headers, "Authorization");
+        remove_header(&mut req.headers, "Proxy-Authorization");
+        crate::sip::build::set_header(&mut req.headers, "CSeq", format!("{cseq} {method}"));
+        for h in headers {
+            req.headers.push(make(h.name, h.value));
+        }
+        let tx = tl.send_request(now, req, flow);
+        let role = match method {
+            rsip::Method::Invite => {
+                if let Some(r) = call.reinvite.as_mut() {
+                    r.client_tx = tx;
+                    r.out_cseq = cseq;
+                }
+                ClientRole::ReInvite(key)
+            }
+            _ => ClientRole::Bye(key),
+        };
+        self.clients.insert(tx, role);
+        self.auth_retried.insert(tx);
+        true
+    }
+
     /// Side of a call whose leg faces a carrier (for Reasons on BYE).
     pub(crate) fn leg_trunk(&self, key: CallKey, side: Side) -> Option<(Option<TrunkId>, ZoneId)> {
         let call = self.calls.get(&key)?;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod dialog;
 pub mod media;
+pub mod nat;
 pub mod observe;
 pub mod policy;
 pub mod security;

@@ -41,6 +41,8 @@ pub struct ShardSetup {
     pub quarantine: Duration,
     /// Trunk health shared by all shards.
     pub health: Arc<TrunkHealth>,
+    /// Registration-proxy bindings shared by all shards.
+    pub bindings: Arc<crate::nat::bindings::BindingTable>,
 }
 
 impl Shard {
@@ -59,6 +61,7 @@ impl Shard {
                 media: MediaSettings { learning_window: Duration::from_secs(3), timeout: None },
                 quarantine: Duration::from_secs(2),
                 health,
+                bindings: Arc::new(crate::nat::bindings::BindingTable::new()),
             },
         )
     }
@@ -72,7 +75,7 @@ impl Shard {
         let edge = TrunkEdge::new(now, s.index, s.count, &s.router, s.health.clone());
         Shard {
             tl: TransactionLayer::new(s.timers, zones),
-            b2b: B2bua::new(s.index, s.count, s.router, media, s.health),
+            b2b: B2bua::new(s.index, s.count, s.router, media, s.health, s.bindings),
             edge,
         }
     }

@@ -167,6 +167,8 @@ pub struct InitialInvite {
     pub cancelled: Option<u16>,
     /// Media handling of the route.
     pub media_mode: crate::config::MediaMode,
+    /// The registered device the INVITE is addressed to (registration proxy), if any.
+    pub binding: Option<crate::nat::bindings::Binding>,
 }
 
 /// A bridged call.

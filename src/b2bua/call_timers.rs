@@ -10,6 +10,9 @@ use std::time::Instant;
 impl B2bua {
     /// Fires every call timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, tl: &mut TransactionLayer) {
+        if self.next_keepalive.is_some_and(|k| k <= now) {
+            self.next_keepalive = self.run_binding_keepalives(now, tl);
+        }
         let t2 = tl.timer_config().t2;
         while let Some(Reverse((at, key))) = self.wakeups.peek().copied() {
             if at > now {

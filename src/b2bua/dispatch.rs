@@ -33,6 +33,16 @@ pub(crate) enum ClientRole {
     Bye(CallKey),
     /// A session refresh of ours on one leg (RFC 4028).
     Refresh { call: CallKey, side: Side, cseq: u32 },
+    /// A REGISTER forwarded to a registrar for a device.
+    Register {
+        server_tx: TxId,
+        reply: ReplyTemplate,
+        token: Option<String>,
+        device_contact: Option<String>,
+        source_zone: crate::transport::flow::ZoneId,
+    },
+    /// A keepalive OPTIONS toward a registered device.
+    BindingProbe { token: String },
     /// A request whose outcome does not matter (BYE to a losing fork).
     Discard,
     /// An out-of-dialog request relayed without a call (MESSAGE, OPTIONS to a user).
@@ -109,6 +119,10 @@ pub struct B2bua {
     pub(crate) draining: bool,
     /// Digest state per trunk (nonces, nc) for calls.
     pub(crate) auth: rustc_hash::FxHashMap<u16, crate::trunk::digest_client::DigestClient>,
+    /// Devices registered through the registration proxy (shared by all shards).
+    pub(crate) bindings: Arc<crate::nat::bindings::BindingTable>,
+    /// Next keepalive round toward registered devices.
+    pub(crate) next_keepalive: Option<Instant>,
     /// In-dialog requests that are already authenticated retries (a second challenge fails).
     pub(crate) auth_retried: HashSet<TxId>,
 }
@@ -121,6 +135,7 @@ impl B2bua {
         router: Arc<Router>,
         media: MediaController,
         health: Arc<TrunkHealth>,
+        bindings: Arc<crate::nat::bindings::BindingTable>,
     ) -> Self {
         B2bua {
             shard,
@@ -141,6 +156,8 @@ impl B2bua {
             draining: false,
             auth: Default::default(),
             auth_retried: HashSet::default(),
+            bindings,
+            next_keepalive: None,
         }
     }
 
@@ -185,9 +202,10 @@ impl B2bua {
         k
     }
 
-    /// Earliest call timer.
+    /// Earliest call timer (or binding keepalive round).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wakeups.peek().map(|Reverse((t, _))| *t)
+        let calls = self.wakeups.peek().map(|Reverse((t, _))| *t);
+        [calls, self.next_keepalive].into_iter().flatten().min()
     }
 
     pub(crate) fn wake_at(&mut self, at: Instant, call: CallKey) {
@@ -201,7 +219,10 @@ impl B2bua {
             ClientRole::Relay { call, .. }
             | ClientRole::Prack { call, .. }
             | ClientRole::Refresh { call, .. } => Some(*call),
-            ClientRole::Discard | ClientRole::Standalone { .. } => None,
+            ClientRole::Discard
+            | ClientRole::Standalone { .. }
+            | ClientRole::Register { .. }
+            | ClientRole::BindingProbe { .. } => None,
         };
         match ev {
             TxEvent::Request { msg, .. } => {
@@ -285,6 +306,7 @@ impl B2bua {
             Method::Options if self.addressed_to_us(&msg, flow) => {
                 self.answer_options(now, tx, &msg, flow, tl)
             }
+            Method::Register => self.on_register(now, tx, msg, flow, tl),
             Method::Options | Method::Message | Method::Info | Method::Notify => {
                 self.relay_out_of_dialog(now, tx, msg, flow, tl)
             }
@@ -372,6 +394,18 @@ impl B2bua {
             ClientRole::Refresh { call, side, cseq } => {
                 self.on_refresh_response(now, call, side, cseq, &msg, tl)
             }
+            ClientRole::Register { server_tx, reply, token, device_contact, source_zone } => self
+                .on_register_response(
+                    now,
+                    server_tx,
+                    &reply,
+                    token,
+                    device_contact,
+                    source_zone,
+                    &msg,
+                    tl,
+                ),
+            ClientRole::BindingProbe { token } => self.binding_alive(&token),
             ClientRole::Discard => {}
             ClientRole::Standalone { server_tx, reply, to_tag } => {
                 let resp = super::local::relay_response(&msg, &reply, Some(&to_tag), None);
@@ -399,6 +433,10 @@ impl B2bua {
             }
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
             ClientRole::Refresh { call, .. } => self.on_refresh_failure(now, call, tl),
+            ClientRole::Register { server_tx, reply, .. } => {
+                let _ = tl.respond(now, server_tx, reply.response(code, None, None));
+            }
+            ClientRole::BindingProbe { .. } => {}
             ClientRole::Discard => {}
             ClientRole::Standalone { server_tx, reply, to_tag } => {
                 let _ = tl.respond(now, server_tx, reply.response(code, None, Some(&to_tag)));

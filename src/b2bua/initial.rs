@@ -54,6 +54,16 @@ pub(crate) fn strip_option_tag(headers: &mut rsip::Headers, header: &str, tag: &
     *headers = v.into();
 }
 
+/// Where one attempt of a call goes.
+struct AttemptTarget {
+    flow: Flow,
+    ruri: String,
+    remote_uri: String,
+    trunk: Option<super::router::TrunkId>,
+    policies: crate::policy::PolicyChain,
+    name: String,
+}
+
 /// Our Contact on a zone for a transport.
 pub(crate) fn local_contact(b: &B2bua, flow: Flow) -> String {
     let hp = b
@@ -86,16 +96,23 @@ impl B2bua {
             .and_then(|u| u.auth.as_ref())
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        let Some(route) = self.router.route(flow.zone, &user) else {
+        let binding = self.binding_target(&msg);
+        let route = self.router.route(flow.zone, &user);
+        if route.is_none() && binding.is_none() {
             self.reply_local(now, tl, tx, &msg, flow, 404, Some("No Route"), &[]);
             return;
-        };
+        }
         if let Some(min) = self.timer_too_small(flow.zone, &msg) {
             self.reply_local(now, tl, tx, &msg, flow, 422, None, &[min]);
             return;
         }
-        let targets = route.targets.clone();
-        let route_media = route.media;
+        // A call to a registered device ignores the routes: it goes to the device.
+        let targets = if binding.is_some() {
+            Vec::new()
+        } else {
+            route.map(|r| r.targets.clone()).unwrap_or_default()
+        };
+        let route_media = route.map_or(self.router.default_media(), |r| r.media);
         let key = self.alloc_call_key();
         let a_tag = new_tag(&mut self.rng);
         let from = msg.header("From").unwrap_or("");
@@ -146,6 +163,7 @@ impl B2bua {
                 attempt: 0,
                 cancelled: None,
                 media_mode: route_media,
+                binding,
             }),
             b_invite_tx: None,
             b_invite_cseq: 0,
@@ -193,7 +211,12 @@ impl B2bua {
     fn start_attempt(&mut self, now: Instant, key: CallKey, tl: &mut TransactionLayer) {
         // Trunks that keepalive marked down are skipped; nothing left → 503.
         let health = self.health.clone();
-        if let Some(init) = self.calls.get_mut(&key).and_then(|c| c.initial.as_mut()) {
+        if let Some(init) = self
+            .calls
+            .get_mut(&key)
+            .and_then(|c| c.initial.as_mut())
+            .filter(|i| i.binding.is_none())
+        {
             while init.targets.get(init.attempt).is_some_and(|t| !health.is_up(t.0 as usize)) {
                 init.attempt += 1;
             }
@@ -204,19 +227,12 @@ impl B2bua {
         }
         let Some(call) = self.calls.get(&key) else { return };
         let Some(init) = call.initial.as_ref() else { return };
-        let Some(trunk) = init
-            .targets
-            .get(init.attempt)
-            .and_then(|t| self.router.trunk(*t).map(|tr| (*t, tr.clone())))
-        else {
-            return;
-        };
-        let (trunk_id, trunk) = trunk;
+        let Some(target) = self.attempt_target(init) else { return };
         let mode = init.media_mode;
         let offer = has_sdp(&init.msg).then(|| init.msg.body().to_vec());
         let a_source = call.a.flow.remote.ip();
         // Media first: the offer toward B carries B-side relay ports, or the call is refused.
-        self.prepare_media(now, key, mode, trunk.zone, offer.as_deref());
+        self.prepare_media(now, key, mode, target.flow.zone, offer.as_deref());
         let anchored_body = match &offer {
             None => None,
             Some(o) => match self.cross_body(now, key, Side::A, o, a_source) {
@@ -236,34 +252,20 @@ impl B2bua {
         let Some(call) = self.calls.get(&key) else { return };
         let Some(init) = call.initial.as_ref() else { return };
         let msg = &init.msg;
-        let flow = Flow::to(trunk.zone, trunk.transport, trunk.addr);
+        let flow = target.flow;
         let zone_host =
-            self.router.zone(trunk.zone).map(|z| z.address.host.clone()).unwrap_or_default();
-        let user = msg
-            .request_uri()
-            .and_then(|u| u.auth.as_ref())
-            .map(|a| a.user.clone())
-            .unwrap_or_default();
+            self.router.zone(flow.zone).map(|z| z.address.host.clone()).unwrap_or_default();
         let from_v = msg.header("From").unwrap_or("");
         let from_user = uri_user(addr_uri(from_v)).unwrap_or("anonymous").to_string();
         let local_uri = match display_name(from_v) {
             Some(d) => format!("\"{d}\" <sip:{from_user}@{zone_host}>"),
             None => format!("<sip:{from_user}@{zone_host}>"),
         };
-        let host =
-            if trunk.domain.parse::<std::net::IpAddr>().is_ok() || trunk.domain.starts_with('[') {
-                format!("{}:{}", trunk.domain, trunk.addr.port())
-            } else {
-                trunk.domain.clone()
-            };
-        let tparam = if trunk.transport == Transport::Tcp { ";transport=tcp" } else { "" };
-        let user_at = if user.is_empty() { String::new() } else { format!("{user}@") };
-        let ruri = format!("sip:{user_at}{host}{tparam}");
-        let remote_uri = format!("<sip:{user_at}{}>", trunk.domain);
+        let (ruri, remote_uri) = (target.ruri.clone(), target.remote_uri.clone());
         let max_forwards = msg.max_forwards.unwrap_or(70).saturating_sub(1);
         let mut supported = option_tags(msg, "Supported", "100rel");
         supported.push("100rel".to_string());
-        let timer_headers = self.timer_request_headers(trunk.zone);
+        let timer_headers = self.timer_request_headers(flow.zone);
         supported.retain(|t| !t.eq_ignore_ascii_case("timer"));
         if !timer_headers.is_empty() {
             supported.push("timer".to_string());
@@ -306,7 +308,7 @@ impl B2bua {
         let a_zone = call.a.flow.zone;
         let mut out = rsip::SipMessage::Request(req);
         if let Err(rej) =
-            run_policies(&self.router, [&a_chain, &trunk.policies], a_zone, trunk.zone, &mut out)
+            run_policies(&self.router, [&a_chain, &target.policies], a_zone, flow.zone, &mut out)
         {
             tracing::info!(code = rej.code, reason = %rej.reason, "call rejected by policy");
             self.refuse_call(now, key, rej.code, &rej.reason, EndCause::Refused(rej.code), tl);
@@ -318,14 +320,14 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&key) else { return };
         // A previous attempt's B identity is forgotten: its dialog never got confirmed.
         let old = (call.b.call_id.clone(), call.b.local_tag.clone());
-        if call.b_trunk.is_some() {
+        if call.b_invite_tx.is_some() {
             self.dialogs.remove(&old);
             self.own_call_ids.remove(&old.0);
         }
         call.span.record("b_call_id", call_id.as_str());
         call.b = b;
-        call.b_trunk = Some(trunk_id);
-        call.policies[1] = trunk.policies.clone();
+        call.b_trunk = target.trunk;
+        call.policies[1] = target.policies.clone();
         call.b_invite_cseq = cseq;
         call.b_invite_tx = Some(ctx);
         // The previous target's early dialogs end; A keeps the tag it knows (the next target's
@@ -344,8 +346,49 @@ impl B2bua {
         self.dialogs.insert((call_id, b_tag), (key, Side::B));
         self.clients.insert(ctx, ClientRole::Initial(key));
         if let Some(call) = self.calls.get(&key) {
-            tracing::debug!(a_call_id = %call.a.call_id, trunk = %trunk.name, "INVITE sent on leg B");
+            tracing::debug!(a_call_id = %call.a.call_id, target = %target.name, "INVITE sent on leg B");
         }
+    }
+
+    /// Where the current attempt goes: the route's next trunk, or the registered device the
+    /// INVITE is addressed to.
+    fn attempt_target(&self, init: &InitialInvite) -> Option<AttemptTarget> {
+        if let Some(b) = &init.binding {
+            // A registered device: back over the flow its REGISTER came from, to the Contact
+            // it wrote (as Request-URI only: it is never used to route).
+            return Some(AttemptTarget {
+                flow: b.flow,
+                ruri: b.device_contact.clone(),
+                remote_uri: format!("<{}>", b.aor),
+                trunk: None,
+                policies: Default::default(),
+                name: "registered device".into(),
+            });
+        }
+        let id = *init.targets.get(init.attempt)?;
+        let trunk = self.router.trunk(id)?;
+        let user = init
+            .msg
+            .request_uri()
+            .and_then(|u| u.auth.as_ref())
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let host =
+            if trunk.domain.parse::<std::net::IpAddr>().is_ok() || trunk.domain.starts_with('[') {
+                format!("{}:{}", trunk.domain, trunk.addr.port())
+            } else {
+                trunk.domain.clone()
+            };
+        let tparam = if trunk.transport == Transport::Tcp { ";transport=tcp" } else { "" };
+        let user_at = if user.is_empty() { String::new() } else { format!("{user}@") };
+        Some(AttemptTarget {
+            flow: Flow::to(trunk.zone, trunk.transport, trunk.addr),
+            ruri: format!("sip:{user_at}{host}{tparam}"),
+            remote_uri: format!("<sip:{user_at}{}>", trunk.domain),
+            trunk: Some(id),
+            policies: trunk.policies.clone(),
+            name: trunk.name.clone(),
+        })
     }
 
     /// Answers A's INVITE with `code` before any B leg exists and ends the call.

@@ -14,6 +14,7 @@ mod in_dialog;
 mod initial;
 mod local;
 mod policy_hook;
+mod register_proxy;
 pub mod reply;
 pub mod router;
 pub mod session_timer;

@@ -1,7 +1,8 @@
 //! The routing table (dial-peer style): which trunk(s) a new call or out-of-dialog request goes to.
 
 use crate::config::{
-    Config, KeepaliveConfig, MediaMode, RegisterConfig, SessionTimerConfig, TransportKind, ZoneKind,
+    Config, KeepaliveConfig, MediaMode, RegisterConfig, RegisterProxyConfig, SessionTimerConfig,
+    TransportKind, ZoneKind,
 };
 use crate::policy::causes::CauseMap;
 use crate::policy::PolicyChain;
@@ -38,6 +39,8 @@ pub struct Zone {
     pub auth: Option<Arc<DigestServer>>,
     /// Session timer settings of legs in this zone.
     pub session_timer: Option<SessionTimerConfig>,
+    /// Registration proxy: settings and the registrar trunk.
+    pub register_proxy: Option<(RegisterProxyConfig, TrunkId)>,
 }
 
 /// A SIP peer calls are sent to.
@@ -102,6 +105,7 @@ pub struct Router {
     /// Trunks by [`TrunkId`].
     pub trunks: Vec<Trunk>,
     routes: Vec<Route>,
+    default_media: MediaMode,
 }
 
 /// Zones that bind relay sockets on the same IP and did not choose their own range would fight
@@ -173,6 +177,10 @@ impl Router {
                     media_ports: (range.low, range.high),
                     kind: z.kind,
                     session_timer: z.session_timer.clone(),
+                    register_proxy: z.register_proxy.as_ref().and_then(|rp| {
+                        let t = cfg.trunks.iter().position(|t| t.name == rp.registrar)?;
+                        Some((rp.clone(), TrunkId(t as u16)))
+                    }),
                     auth: z.auth.as_ref().and_then(|a| {
                         let users = a.users().ok()?;
                         // One secret and epoch per config load, shared by every shard through
@@ -252,7 +260,12 @@ impl Router {
             })
             .filter(|r| !r.targets.is_empty())
             .collect();
-        Router { zones, trunks, routes }
+        Router { zones, trunks, routes, default_media: cfg.media.mode }
+    }
+
+    /// Media mode for calls that match no route (calls to registered devices).
+    pub fn default_media(&self) -> MediaMode {
+        self.default_media
     }
 
     /// First route matching a request from `zone` for Request-URI user `user`.

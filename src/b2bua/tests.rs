@@ -1934,3 +1934,106 @@ fn a_bye_challenged_by_the_trunk_is_sent_again_with_credentials_once() {
     let _ = std::fs::remove_file(&secret);
     h.assert_clean();
 }
+
+// =============================================================================================
+// Registration proxy (site edge): a NATed phone registers to the LAN PBX through sipborder
+// =============================================================================================
+
+fn register(
+    from: Flow,
+    contact: &str,
+    call_id: &str,
+    cseq: u32,
+    expires: u32,
+    extra: &[&str],
+) -> String {
+    let mut hs = vec![
+        format!("Via: SIP/2.0/UDP 192.168.1.5:5060;rport;branch={}", new_branch()),
+        "Max-Forwards: 70".to_string(),
+        "From: <sip:100@pbx.example>;tag=ph1".to_string(),
+        "To: <sip:100@pbx.example>".to_string(),
+        format!("Call-ID: {call_id}"),
+        format!("CSeq: {cseq} REGISTER"),
+        format!("Contact: <{contact}>"),
+        format!("Expires: {expires}"),
+    ];
+    hs.extend(extra.iter().map(|s| s.to_string()));
+    let _ = from;
+    build("REGISTER sip:pbx.example SIP/2.0", &hs, "")
+}
+
+#[test]
+fn registration_proxy_binds_the_nat_flow_caches_refreshes_and_routes_calls_back() {
+    let yaml = CONFIG.replace(
+        "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n",
+        "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n    register_proxy: { registrar: pbx, client_expires: 60s, registrar_expires: 3600s, keepalive: 0s }\n",
+    );
+    let mut h = Harness::with_config(&yaml);
+    // The phone is behind a NAT: private Contact, public source.
+    let nat = udp(1, "198.51.100.77:40000");
+    let device = "sip:100@192.168.1.5:5060";
+    let out = h.feed(nat, &register(nat, device, "ph-call-1", 1, 3600, &[]));
+    let (_, up) =
+        only(&out, "REGISTER to the PBX", |f, t| *f == pbx() && is_req(t, "REGISTER")).clone();
+    let contact = hdr(&up, "Contact");
+    assert!(
+        contact.starts_with("<sip:") && contact.contains("@10.0.0.1:5060>"),
+        "sipborder's own contact: {contact}"
+    );
+    assert!(contact.ends_with(";expires=3600"), "{contact}");
+    assert!(
+        !up.contains("192.168.1.5") && !up.contains("ph-call-1"),
+        "nothing of the device leaks:\n{up}"
+    );
+    assert_eq!(
+        up.split_whitespace().nth(1),
+        Some("sip:pbx.example"),
+        "Request-URI kept for the digest"
+    );
+    // The PBX challenges: the phone gets the challenge unchanged.
+    let challenge = "WWW-Authenticate: Digest realm=\"pbx\", nonce=\"abc\", algorithm=MD5";
+    let out = h.feed(pbx(), &reply(&up, 401, Some("p1"), &[challenge], ""));
+    let r = resp_to(&out, nat, 401);
+    assert_eq!(hdr(&r, "WWW-Authenticate"), "Digest realm=\"pbx\", nonce=\"abc\", algorithm=MD5");
+    // The phone answers it: credentials cross untouched.
+    let creds = "Authorization: Digest username=\"100\", realm=\"pbx\", nonce=\"abc\", uri=\"sip:pbx.example\", response=\"0123456789abcdef0123456789abcdef\"";
+    let out = h.feed(nat, &register(nat, device, "ph-call-1", 2, 3600, &[creds]));
+    let (_, up2) =
+        only(&out, "REGISTER to the PBX", |f, t| *f == pbx() && is_req(t, "REGISTER")).clone();
+    assert_eq!(format!("Authorization: {}", hdr(&up2, "Authorization")), creds);
+    assert_eq!(call_id(&up2), call_id(&up), "one registration Call-ID toward the PBX");
+    let token_contact = hdr(&up2, "Contact");
+    let ok = reply(&up2, 200, Some("p1"), &[&format!("Contact: {token_contact}")], "");
+    let out = h.feed(pbx(), &ok);
+    let r = resp_to(&out, nat, 200);
+    assert_eq!(
+        hdr(&r, "Contact"),
+        format!("<{device}>;expires=60"),
+        "the phone refreshes every minute"
+    );
+    // A refresh inside the PBX's hour is answered from the cache.
+    let out = h.feed(nat, &register(nat, device, "ph-call-1", 3, 3600, &[]));
+    resp_to(&out, nat, 200);
+    assert_eq!(count(&out, |f, _| *f == pbx()), 0, "the PBX is not bothered: {}", dump(&out));
+    // The PBX calls the phone at sipborder's contact: the INVITE goes to the NAT's public
+    // address the REGISTER came from, with the device's Contact as Request-URI.
+    let token =
+        token_contact.trim_start_matches("<sip:").split('@').next().unwrap_or("").to_string();
+    let inv = invite(
+        pbx(),
+        &format!("sip:{token}@10.0.0.1:5060"),
+        &[],
+        &sdp("10.0.0.60", 4000, "sendrecv"),
+    );
+    let out = h.feed(pbx(), &inv);
+    let (f, to_phone) = only(&out, "INVITE to the phone", |_, t| is_req(t, "INVITE")).clone();
+    assert_eq!(f.remote, nat.remote, "sent where the REGISTER came from, not to 192.168.1.5");
+    assert!(to_phone.starts_with(&format!("INVITE {device} SIP/2.0")), "{to_phone}");
+    // De-registration reaches the PBX and forgets the binding.
+    h.feed(f, &reply(&to_phone, 486, Some("ph"), &[], ""));
+    let out = h.feed(nat, &register(nat, device, "ph-call-1", 4, 0, &[]));
+    let (_, bye) =
+        only(&out, "de-REGISTER to the PBX", |f, t| *f == pbx() && is_req(t, "REGISTER")).clone();
+    assert!(hdr(&bye, "Contact").ends_with(";expires=0"), "{bye}");
+    assert!(h.shard.b2bua().bindings.is_empty());
+}

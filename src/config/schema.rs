@@ -89,6 +89,40 @@ pub struct ZoneConfig {
     /// RFC 4028 session timers on the legs in this zone (off when absent).
     #[serde(default)]
     pub session_timer: Option<SessionTimerConfig>,
+    /// REGISTERs arriving in this zone are relayed to a registrar (remote phones to the LAN
+    /// PBX, or the PBX's own trunk registration to the ITSP), with a binding table so calls
+    /// reach the registered device over the flow it registered from.
+    #[serde(default)]
+    pub register_proxy: Option<RegisterProxyConfig>,
+}
+
+/// Registration proxy of a zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterProxyConfig {
+    /// Trunk (e.g. the PBX) the REGISTERs go to.
+    pub registrar: String,
+    /// Expiry given to the devices (short: keeps their NAT pinhole open).
+    #[serde(default = "default_client_expires")]
+    pub client_expires: DurationValue,
+    /// Expiry asked of the registrar (refreshes in between are answered from the cache).
+    #[serde(default = "default_registrar_expires")]
+    pub registrar_expires: DurationValue,
+    /// Keepalive toward each binding: OPTIONS over UDP, CRLF pings over TCP; `0s` = off.
+    #[serde(default = "default_binding_keepalive")]
+    pub keepalive: DurationValue,
+}
+
+fn default_client_expires() -> DurationValue {
+    DurationValue(Duration::from_secs(60))
+}
+
+fn default_registrar_expires() -> DurationValue {
+    DurationValue(Duration::from_secs(3600))
+}
+
+fn default_binding_keepalive() -> DurationValue {
+    DurationValue(Duration::from_secs(25))
 }
 
 /// Session timer of the legs in one zone: negotiated per leg; sipborder refreshes a leg

@@ -270,6 +270,31 @@ impl Checker<'_> {
     /// Credentials resolvable, registration and keepalive values sane.
     fn trunk_edge(&mut self) {
         let mut errs = Vec::new();
+        let trunk_names: Vec<String> = self.config.trunks.iter().map(|t| t.name.clone()).collect();
+        for (i, z) in self.config.zones.iter().enumerate() {
+            if let Some(rp) = &z.register_proxy {
+                if !trunk_names.contains(&rp.registrar) {
+                    errs.push((
+                        path!["zones", i, "register_proxy", "registrar"].to_vec(),
+                        format!(
+                            "zone \"{}\": registrar \"{}\" is not a configured trunk (trunks: {})",
+                            z.name,
+                            rp.registrar,
+                            trunk_names.join(", ")
+                        ),
+                    ));
+                }
+                if rp.client_expires.0 > rp.registrar_expires.0 {
+                    errs.push((
+                        path!["zones", i, "register_proxy", "client_expires"].to_vec(),
+                        format!(
+                            "zone \"{}\": client_expires must not exceed registrar_expires",
+                            z.name
+                        ),
+                    ));
+                }
+            }
+        }
         for (i, z) in self.config.zones.iter().enumerate() {
             if let Some(auth) = &z.auth {
                 if let Err(e) = auth.users() {

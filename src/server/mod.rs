@@ -127,6 +127,7 @@ impl Server {
         };
         let stats = Arc::new(SharedStats::new(shard_count, cfg.zones.len()));
         let health = Arc::new(crate::trunk::health::TrunkHealth::new(router.trunks.len()));
+        let bindings = Arc::new(crate::nat::bindings::BindingTable::new());
         let (err_tx, err_rx) = mpsc::unbounded_channel();
         let outbound = Arc::new(Outbound::new(&bound, cfg, err_tx));
         let mut senders = Vec::with_capacity(shard_count);
@@ -150,6 +151,7 @@ impl Server {
                     media: settings.clone(),
                     quarantine: cfg.media.quarantine.0,
                     health: health.clone(),
+                    bindings: bindings.clone(),
                 },
             );
             tokio::spawn(shard_task::run(shard, i, rx, relay_rx, outbound.clone(), stats.clone()));

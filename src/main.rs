@@ -136,13 +136,35 @@ fn policy_test(
     ExitCode::SUCCESS
 }
 
-fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+/// Zones with `stun:` and no static `advertise` get the address a STUN server sees them at.
+fn apply_stun(cfg: &mut Config) {
+    for z in cfg.zones.iter_mut() {
+        let (Some(stun), None) = (&z.stun, z.advertise) else { continue };
+        let Some(local) = z.udp.or(z.tcp).map(|a| a.ip()) else { continue };
+        match sipborder::nat::public_address::discover(
+            local,
+            stun.server,
+            std::time::Duration::from_secs(2),
+        ) {
+            Ok(ip) => {
+                tracing::info!(zone = %z.name, public = %ip, "public address discovered with STUN");
+                z.advertise = Some(ip);
+            }
+            Err(e) => {
+                tracing::warn!(zone = %z.name, error = %e, "STUN discovery failed; advertising the listen address")
+            }
+        }
+    }
+}
+
+fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if cfg.runtime.worker_threads > 0 {
         rt.worker_threads(cfg.runtime.worker_threads);
     }
     let rt = rt.build().context("starting the tokio runtime")?;
+    apply_stun(&mut cfg);
     let outcome = rt.block_on(async move {
         if let Some(m) = &cfg.metrics {
             sipborder::observe::metrics::install(m.listen)?;
@@ -155,6 +177,11 @@ fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         for z in &cfg.zones {
             tracing::info!(zone = %z.name, udp = ?z.udp, tcp = ?z.tcp, "listening");
         }
+        // Periodic STUN re-discovery: a changed public address is applied like a reload.
+        let stun_every = cfg.zones.iter().filter_map(|z| z.stun.as_ref().map(|s| s.interval.0)).min();
+        let mut stun_tick = tokio::time::interval(stun_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        stun_tick.tick().await;
+        let mut cfg = cfg;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
@@ -162,11 +189,27 @@ fn run(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
                 _ = hup.recv() => {
                     let new = load(path.as_deref());
                     match new {
-                        Ok(c) => {
+                        Ok(mut c) => {
+                            apply_stun(&mut c);
                             server.reload(&c).await;
+                            cfg = c;
                             tracing::info!("configuration reloaded");
                         }
                         Err(e) => tracing::error!(errors = %e, "reload rejected, keeping the running configuration"),
+                    }
+                }
+                _ = stun_tick.tick(), if stun_every.is_some() => {
+                    let mut fresh = cfg.clone();
+                    for z in fresh.zones.iter_mut() {
+                        if z.stun.is_some() {
+                            z.advertise = None;
+                        }
+                    }
+                    let fresh = tokio::task::spawn_blocking(move || { apply_stun(&mut fresh); fresh }).await?;
+                    if fresh.zones.iter().zip(&cfg.zones).any(|(a, b)| a.advertise != b.advertise) {
+                        tracing::info!("public address changed, applying it");
+                        server.reload(&fresh).await;
+                        cfg = fresh;
                     }
                 }
                 _ = term.recv() => {

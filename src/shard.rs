@@ -146,6 +146,9 @@ impl Shard {
     /// Swaps routing and timers (config reload); calls in progress keep what they started with.
     pub fn reload(&mut self, router: Arc<Router>, timers: TimerConfig) {
         self.tl.set_timer_config(timers);
+        self.tl.set_zones(router.zones.iter().map(|z| z.address.clone()).collect());
+        let ips: Vec<std::net::IpAddr> = router.zones.iter().map(|z| z.media_sdp_ip).collect();
+        self.b2b.media_mut().set_sdp_ips(&ips);
         self.b2b.set_router(router);
     }
 

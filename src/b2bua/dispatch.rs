@@ -186,6 +186,11 @@ impl B2bua {
         &self.media
     }
 
+    /// Mutable media controller (reload).
+    pub fn media_mut(&mut self) -> &mut MediaController {
+        &mut self.media
+    }
+
     /// Counters.
     pub fn stats(&self) -> B2buaStats {
         self.stats

@@ -94,6 +94,25 @@ pub struct ZoneConfig {
     /// reach the registered device over the flow it registered from.
     #[serde(default)]
     pub register_proxy: Option<RegisterProxyConfig>,
+    /// Discover the zone's public address with STUN (sipborder behind a NAT without a static
+    /// `advertise`): asked at start and every `interval`; a change is applied like a reload.
+    #[serde(default)]
+    pub stun: Option<StunConfig>,
+}
+
+/// STUN discovery of a zone's public address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StunConfig {
+    /// STUN server (`ip:port`).
+    pub server: SocketAddr,
+    /// How often to ask again (default 5m).
+    #[serde(default = "default_stun_interval")]
+    pub interval: DurationValue,
+}
+
+fn default_stun_interval() -> DurationValue {
+    DurationValue(Duration::from_secs(300))
 }
 
 /// Registration proxy of a zone.

@@ -227,6 +227,16 @@ impl MediaController {
         }
     }
 
+    /// Updates the addresses written into SDP (reload, STUN-discovered public address); port
+    /// pools stay as they are.
+    pub fn set_sdp_ips(&mut self, ips: &[std::net::IpAddr]) {
+        for (z, ip) in self.zones.iter_mut().zip(ips) {
+            if let Some(z) = z {
+                z.sdp_ip = *ip;
+            }
+        }
+    }
+
     /// Ports in use and available per zone.
     pub fn port_usage(&self) -> Vec<(ZoneId, usize, usize)> {
         self.zones

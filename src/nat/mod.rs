@@ -3,3 +3,5 @@
 //! ALG wrote into them.
 
 pub mod bindings;
+pub mod public_address;
+pub mod stun_responder;

@@ -65,6 +65,14 @@ impl Dispatcher {
         conn: Option<ConnId>,
         bytes: &[u8],
     ) {
+        // STUN binding requests on SIP ports: tell the device where its packets come from.
+        if transport == Transport::Udp && crate::nat::stun_responder::is_binding_request(bytes) {
+            if let Some(resp) = crate::nat::stun_responder::binding_response(bytes, source) {
+                let flow = Flow { zone, transport, remote: source, conn };
+                self.outbound.send(Transmit { flow, bytes: Bytes::from(resp) });
+            }
+            return;
+        }
         // RFC 5626 / common NAT keepalives over UDP: CRLFs, or a few bytes of nothing.
         if bytes.len() <= 4 && bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
             return;

@@ -126,6 +126,11 @@ impl TransactionLayer {
         self.cfg = cfg;
     }
 
+    /// Replaces the addresses written into Via (reload, or a STUN-discovered public address).
+    pub fn set_zones(&mut self, zones: Vec<ZoneAddress>) {
+        self.zones = zones;
+    }
+
     /// The address sipborder uses on `zone`.
     pub fn zone_address(&self, zone: crate::transport::flow::ZoneId) -> Option<&ZoneAddress> {
         self.zones.get(zone.0 as usize)

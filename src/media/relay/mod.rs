@@ -34,7 +34,7 @@ use stats::DirCounters;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -330,7 +330,6 @@ struct PairEntry {
 /// between signalling tasks.
 pub struct Relay {
     workers: Vec<WorkerHandle>,
-    next: AtomicUsize,
     pairs: RwLock<HashMap<PairId, PairEntry>>,
     epoch: Instant,
 }
@@ -350,12 +349,7 @@ impl Relay {
     /// (with `DatapathKind::Auto`, io_uring trouble falls back to epoll instead).
     pub fn start(cfg: RelayConfig) -> io::Result<Relay> {
         let epoch = Instant::now();
-        let mut relay = Relay {
-            workers: Vec::new(),
-            next: AtomicUsize::new(0),
-            pairs: RwLock::new(HashMap::new()),
-            epoch,
-        };
+        let mut relay = Relay { workers: Vec::new(), pairs: RwLock::new(HashMap::new()), epoch };
         for index in 0..cfg.threads.max(1) {
             let (tx, rx) = sync_channel(cfg.queue_depth.max(1));
             let waker = Arc::new(Waker::new()?);
@@ -456,7 +450,7 @@ impl Relay {
         if pairs.contains_key(&id) {
             return Err(RelayError::Duplicate(id));
         }
-        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let worker = worker_for(id, self.workers.len());
         let cmd = Command::Open(Box::new(OpenPair {
             id,
             ends: [a, b],
@@ -512,6 +506,15 @@ impl Relay {
             Err(TrySendError::Disconnected(_)) => Err(RelayError::Stopped),
         }
     }
+}
+
+/// The worker a pair goes to: a hash of its id rather than round robin. Callers open pairs in
+/// patterns — the media controller opens each call's RTP pair and then its RTCP pair — and round
+/// robin over two workers would deal every RTP pair to one and every (nearly idle) RTCP pair to
+/// the other. Fibonacci hashing spreads consecutive ids evenly, every other id as well.
+fn worker_for(id: PairId, workers: usize) -> usize {
+    let h = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    ((h * workers.max(1) as u64) >> 32) as usize
 }
 
 impl Drop for Relay {

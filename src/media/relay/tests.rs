@@ -4,7 +4,7 @@
 use super::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 // ---- allocation counting: only on threads a test tagged with its group ----------------------
@@ -537,4 +537,25 @@ fn packet_path_does_not_allocate() {
         assert_eq!(after - before, 0, "{kind:?}: worker allocated during 100k packets");
         assert!(before > 0, "{kind:?}: counting did not reach the worker thread");
     }
+}
+
+/// Pairs opened in the media controller's pattern (each call's RTP pair, then its RTCP pair,
+/// from several shards) spread their RTP pairs evenly over the workers; round robin over two
+/// workers put every RTP pair on the first.
+#[test]
+fn rtp_pairs_spread_over_workers() {
+    for workers in [2usize, 3, 4] {
+        let mut per = vec![0usize; workers];
+        for shard in 0..2u64 {
+            // RTP pairs get odd ids, their RTCP pairs the next even one.
+            for n in (1..2000u64).step_by(2) {
+                per[worker_for(PairId(shard << 48 | n), workers)] += 1;
+            }
+        }
+        let even = 2000 / workers;
+        for (w, &count) in per.iter().enumerate() {
+            assert!(count.abs_diff(even) * 20 <= even, "{workers} workers: worker {w} has {count}");
+        }
+    }
+    assert_eq!(worker_for(PairId(7), 1), 0);
 }

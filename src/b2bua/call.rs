@@ -232,6 +232,8 @@ pub struct Call {
     pub sdp_to: [Option<Vec<u8>>; 2],
     /// Each leg's peer allows UPDATE (refreshes use it).
     pub peer_allows_update: [bool; 2],
+    /// A transfer sipborder performs on one side (REFER handled locally).
+    pub transfer: Option<super::transfer::Transfer>,
     /// Log span of the call: every line logged while handling it carries both Call-IDs.
     pub span: tracing::Span,
     /// Media of the call (None before the first attempt).

@@ -31,6 +31,8 @@ pub(crate) enum ClientRole {
     Prack { call: CallKey, a_prack: Option<(TxId, ReplyTemplate)> },
     /// A BYE we sent as part of ending the call.
     Bye(CallKey),
+    /// The INVITE toward a transfer target (REFER handled locally).
+    TransferInvite(CallKey),
     /// A session refresh of ours on one leg (RFC 4028).
     Refresh { call: CallKey, side: Side, cseq: u32 },
     /// A REGISTER forwarded to a registrar for a device.
@@ -220,7 +222,10 @@ impl B2bua {
     /// The call an event belongs to, when it belongs to one already.
     fn call_of(&self, ev: &TxEvent, tl: &TransactionLayer) -> Option<CallKey> {
         let role_call = |tx: &TxId| match self.clients.get(tx)? {
-            ClientRole::Initial(k) | ClientRole::ReInvite(k) | ClientRole::Bye(k) => Some(*k),
+            ClientRole::Initial(k)
+            | ClientRole::ReInvite(k)
+            | ClientRole::Bye(k)
+            | ClientRole::TransferInvite(k) => Some(*k),
             ClientRole::Relay { call, .. }
             | ClientRole::Prack { call, .. }
             | ClientRole::Refresh { call, .. } => Some(*call),
@@ -399,6 +404,9 @@ impl B2bua {
             ClientRole::Refresh { call, side, cseq } => {
                 self.on_refresh_response(now, call, side, cseq, &msg, tl)
             }
+            ClientRole::TransferInvite(call) => {
+                self.on_transfer_response(now, call, &msg, flow, tl)
+            }
             ClientRole::Register { server_tx, reply, token, device_contact, source_zone } => self
                 .on_register_response(
                     now,
@@ -438,6 +446,7 @@ impl B2bua {
             }
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
             ClientRole::Refresh { call, .. } => self.on_refresh_failure(now, call, tl),
+            ClientRole::TransferInvite(call) => self.on_transfer_failure(now, call, code, tl),
             ClientRole::Register { server_tx, reply, .. } => {
                 let _ = tl.respond(now, server_tx, reply.response(code, None, None));
             }
@@ -538,6 +547,14 @@ impl B2bua {
         }
         self.dialogs.remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
         self.own_call_ids.remove(&call.b.call_id);
+        for f in &call.forks {
+            self.dialogs.remove(&(f.b.call_id.clone(), f.b.local_tag.clone()));
+            self.own_call_ids.remove(&f.b.call_id);
+        }
+        if let Some(tr) = &call.transfer {
+            self.own_call_ids.remove(&tr.new_leg.call_id);
+            self.clients.remove(&tr.tx);
+        }
         // The INVITE on B stays indexed after the answer (other forks' 2xx arrive on it).
         if let Some(ctx) = call.b_invite_tx {
             self.clients.remove(&ctx);

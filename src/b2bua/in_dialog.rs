@@ -109,6 +109,13 @@ impl B2bua {
         tl: &mut TransactionLayer,
     ) {
         self.reply_local(now, tl, tx, &msg, flow, 200, None, &[]);
+        if self.transferor_left(key, side) {
+            // The transferor hangs up during its transfer: only its own leg ends.
+            if let Some(d) = self.calls.get_mut(&key).and_then(|c| c.dialog_mut(side)) {
+                d.state = DialogState::Terminated;
+            }
+            return;
+        }
         let Some(call) = self.calls.get_mut(&key) else { return };
         call.end_cause.get_or_insert(EndCause::Bye(side));
         if let Some(d) = call.dialog_mut(side) {
@@ -466,6 +473,33 @@ impl B2bua {
         tl: &mut TransactionLayer,
     ) {
         let method = msg.method();
+        if method == Method::Refer {
+            // REFER handling is the business of the peer it would go to.
+            let other_trunk = self.calls.get(&key).and_then(|c| match side {
+                Side::A => c.b_trunk,
+                Side::B => c.a_trunk,
+            });
+            match other_trunk.and_then(|t| self.router.trunk(t)).map(|t| t.refer) {
+                Some(crate::config::ReferMode::Local) => {
+                    self.refer_locally(now, key, side, tx, &msg, flow, tl);
+                    return;
+                }
+                Some(crate::config::ReferMode::Reject) => {
+                    self.reply_local(
+                        now,
+                        tl,
+                        tx,
+                        &msg,
+                        flow,
+                        403,
+                        Some("Transfer Not Allowed"),
+                        &[],
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
         let glare = method == Method::Update
             && !msg.body().is_empty()
             && self.calls.get(&key).is_some_and(|c| c.reinvite.is_some());

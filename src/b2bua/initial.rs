@@ -180,6 +180,7 @@ impl B2bua {
             byes_pending: 0,
             media: None,
             timers: [None, None],
+            transfer: None,
             sdp_from: [None, None],
             sdp_to: [None, None],
             peer_allows_update: [msg_allows_update, false],

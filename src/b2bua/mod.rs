@@ -20,6 +20,7 @@ pub mod router;
 pub mod session_timer;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod trunk_edge;
 mod zone_auth;
 

@@ -72,6 +72,8 @@ pub struct Trunk {
     pub pass_reason: bool,
     /// Policies run on every message exchanged with it.
     pub policies: PolicyChain,
+    /// REFER handling toward it.
+    pub refer: crate::config::ReferMode,
 }
 
 /// One compiled route.
@@ -234,6 +236,7 @@ impl Router {
                     ),
                     send_reason: t.causes.send_reason,
                     pass_reason: t.causes.pass_reason,
+                    refer: t.refer,
                     policies: PolicyChain::new(
                         t.policies
                             .iter()

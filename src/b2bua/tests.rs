@@ -2037,3 +2037,84 @@ fn registration_proxy_binds_the_nat_flow_caches_refreshes_and_routes_calls_back(
     assert!(hdr(&bye, "Contact").ends_with(";expires=0"), "{bye}");
     assert!(h.shard.b2bua().bindings.is_empty());
 }
+
+// =============================================================================================
+// Transfers performed by sipborder (refer: local on the carrier trunk)
+// =============================================================================================
+
+#[test]
+fn a_pbx_transfer_of_a_carrier_call_is_done_locally_and_the_carrier_sees_nothing() {
+    let yaml = CONFIG.replace(
+        "    address: 198.51.100.10:5060\n",
+        "    address: 198.51.100.10:5060\n    refer: local\n",
+    );
+    let mut h = Harness::with_config(&yaml);
+    // A carrier call answered by the PBX.
+    let carrier_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut up =
+        establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &carrier_offer));
+    // The PBX transfers it to 10003 (the CUCM REFER of seed002 d2_22, in this call's dialog).
+    let refer = up.b.request(
+        "REFER",
+        &[
+            "Event: refer",
+            "Refer-To: <sip:10003@10.0.0.50>",
+            "Referred-By: <sip:10001@10.0.0.50>",
+            "Accept: message/sipfrag;version=2.0",
+        ],
+        "",
+    );
+    let out = h.feed(pbx(), &refer);
+    resp_to(&out, pbx(), 202);
+    let notify = req_to(&out, pbx(), "NOTIFY");
+    assert_eq!(body(&notify), "SIP/2.0 100 Trying\r\n");
+    assert_eq!(hdr(&notify, "Event"), "refer");
+    assert_eq!(count(&out, |f, _| *f == itsp()), 0, "the carrier sees no REFER: {}", dump(&out));
+    // sipborder itself calls 10003 at the PBX, as the carrier's caller, on the same relay ports.
+    let new_invite = out
+        .iter()
+        .find(|(f, t)| *f == pbx() && is_req(t, "INVITE"))
+        .map(|(_, t)| t.clone())
+        .expect("an INVITE toward the transfer target");
+    assert!(new_invite.starts_with("INVITE sip:10003@10.0.0.50:5060 SIP/2.0"), "{new_invite}");
+    assert_ne!(call_id(&new_invite), call_id(&up.b_invite), "a new leg");
+    assert_eq!(hdr(&new_invite, "Referred-By"), "<sip:10001@10.0.0.50>");
+    let old_port =
+        body(&up.b_invite).lines().find(|l| l.starts_with("m=audio")).map(str::to_string);
+    let new_port = body(&new_invite).lines().find(|l| l.starts_with("m=audio")).map(str::to_string);
+    assert_eq!(new_port, old_port, "the target gets the relay port the transferor had");
+    // The target answers: NOTIFY 200 to the transferor, its leg is ended, the carrier is untouched.
+    let c = "Contact: <sip:10003@10.0.0.50:5060>";
+    let ok = reply(
+        &new_invite,
+        200,
+        Some("t3"),
+        &[c, "Content-Type: application/sdp"],
+        &sdp("10.0.0.63", 4000, "sendrecv"),
+    );
+    let out = h.feed(pbx(), &ok);
+    assert!(
+        out.iter().any(|(_, t)| is_req(t, "ACK") && call_id(t) == call_id(&new_invite)),
+        "{}",
+        dump(&out)
+    );
+    let done = out
+        .iter()
+        .find(|(_, t)| is_req(t, "NOTIFY"))
+        .map(|(_, t)| t.clone())
+        .expect("final NOTIFY");
+    assert_eq!(body(&done), "SIP/2.0 200 OK\r\n");
+    assert!(hdr(&done, "Subscription-State").starts_with("terminated"));
+    assert!(
+        out.iter().any(|(_, t)| is_req(t, "BYE") && call_id(t) == call_id(&up.b_invite)),
+        "the transferor's leg ends"
+    );
+    assert_eq!(count(&out, |f, _| *f == itsp()), 0, "the carrier sees nothing: {}", dump(&out));
+    // The carrier now talks to 10003: its BYE reaches the new leg.
+    let bye = up.a.request("BYE", &[], "");
+    let out = h.feed(itsp(), &bye);
+    let relayed = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&relayed), call_id(&new_invite));
+    h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
+    h.assert_clean();
+}

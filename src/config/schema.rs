@@ -355,10 +355,28 @@ pub struct TrunkConfig {
     /// SIP ↔ Q.850 cause handling toward this peer.
     #[serde(default)]
     pub causes: CausesConfig,
+    /// What a REFER from the other leg does when it would go to this peer: `pass` relays it,
+    /// `local` makes sipborder perform the transfer itself (carriers rarely accept REFER),
+    /// `reject` refuses it (default `pass`).
+    #[serde(default)]
+    pub refer: ReferMode,
     /// Policy files (policies/*.yaml) run on every message sipborder exchanges with this peer,
     /// in order; paths relative to the config file.
     #[serde(default)]
     pub policies: Vec<std::path::PathBuf>,
+}
+
+/// Transfer handling toward a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferMode {
+    /// Relay the REFER.
+    #[default]
+    Pass,
+    /// sipborder performs the transfer.
+    Local,
+    /// Refuse the REFER (403).
+    Reject,
 }
 
 /// Digest credentials. The password never sits in this file: it comes from an environment

@@ -447,8 +447,16 @@ impl B2bua {
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
             ClientRole::Refresh { call, .. } => self.on_refresh_failure(now, call, tl),
             ClientRole::TransferInvite(call) => self.on_transfer_failure(now, call, code, tl),
-            ClientRole::Register { server_tx, reply, .. } => {
-                let _ = tl.respond(now, server_tx, reply.response(code, None, None));
+            ClientRole::Register { server_tx, reply, token, .. } => {
+                // The registrar never answered: the device hears so, and a binding the registrar
+                // never accepted is not kept.
+                let tag = crate::sip::token::new_tag(&mut self.rng);
+                let _ = tl.respond(now, server_tx, reply.response(code, None, Some(&tag)));
+                if let Some(t) = token {
+                    if self.bindings.get(&t).is_some_and(|b| b.registrar_expires_at.is_none()) {
+                        self.bindings.remove(&t);
+                    }
+                }
             }
             ClientRole::BindingProbe { .. } => {}
             ClientRole::Discard => {}

@@ -152,8 +152,10 @@ impl B2bua {
             owner_shard: self.shard,
             missed_keepalives: 0,
         });
-        if self.next_keepalive.is_none() && !cfg.keepalive.0.is_zero() {
-            self.next_keepalive = Some(now + cfg.keepalive.0);
+        if self.next_keepalive.is_none() {
+            // The same round drops expired bindings, so it runs even without keepalives.
+            let every = if cfg.keepalive.0.is_zero() { client_expires } else { cfg.keepalive.0 };
+            self.next_keepalive = Some(now + every);
         }
         let contact = format!("<sip:{token}@{}>", self.proxy_hostport(registrar));
         let upstream =
@@ -271,7 +273,10 @@ impl B2bua {
         if code < 200 {
             return;
         }
-        let mut resp = super::local::relay_response(msg, reply, None, None);
+        // sipborder is the UAS toward the device: its final responses need a To tag of ours
+        // (RFC 3261 §8.2.6.2); the registrar's tag belongs to the other leg and was dropped.
+        let to_tag = new_tag(&mut self.rng);
+        let mut resp = super::local::relay_response(msg, reply, Some(&to_tag), None);
         remove_header(&mut resp.headers, "Contact");
         remove_header(&mut resp.headers, "Expires");
         if (200..300).contains(&code) {
@@ -344,6 +349,7 @@ impl B2bua {
             }
             let k = cfg.keepalive.0;
             if k.is_zero() {
+                every = every.min(cfg.client_expires.0);
                 continue;
             }
             every = every.min(k);

@@ -296,6 +296,17 @@ impl Checker<'_> {
             }
         }
         for (i, z) in self.config.zones.iter().enumerate() {
+            if z.stun.is_some() && z.advertise.is_some() {
+                errs.push((
+                    path!["zones", i, "stun"].to_vec(),
+                    format!(
+                        "zone \"{}\": give a static advertise address or stun discovery, not both",
+                        z.name
+                    ),
+                ));
+            }
+        }
+        for (i, z) in self.config.zones.iter().enumerate() {
             if let Some(auth) = &z.auth {
                 if let Err(e) = auth.users() {
                     errs.push((

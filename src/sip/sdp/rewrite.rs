@@ -401,6 +401,9 @@ fn write_rtcp(out: &mut Out, port: u16, addrtype: &[u8], addr: &[u8]) {
 
 /// An `m=` line that names an endpoint address somewhere (only hostile or broken bodies do):
 /// rebuilt token by token without the offending tokens, so the section structure survives.
+/// A leaking media or proto token is masked as `-` rather than dropped: both are required, and
+/// without one the line would no longer parse (found by fuzzing, see the regression test
+/// `leaking_media_or_proto_token_is_masked_not_dropped`).
 fn write_media_without_leaks(
     out: &mut Out,
     text: &[u8],
@@ -416,7 +419,8 @@ fn write_media_without_leaks(
     for (n, token) in value.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty()).enumerate()
     {
         let port_token = n == 1;
-        if leaks(token) && !port_token {
+        let leaking = !port_token && leaks(token);
+        if leaking && n > 2 {
             continue;
         }
         if !first {
@@ -424,6 +428,7 @@ fn write_media_without_leaks(
         }
         first = false;
         match (port_token, m, port) {
+            _ if leaking => out.push(b"-"),
             (true, Some(m), Some(p)) => {
                 out.push_u64(p.into());
                 if let Some(c) = m.port_count {
@@ -757,6 +762,33 @@ mod tests {
         assert_eq!(out.dropped_lines, 1);
         assert!(
             text(&out).ends_with("m=image 40000/2 udptl t38\r\nc=IN IP4 0.0.0.0\r\n"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    #[test]
+    fn leaking_media_or_proto_token_is_masked_not_dropped() {
+        // Regression (tests/fuzz, target sdp): `m=audio 4028 RTP192.168.71.146` lost its proto
+        // token to the leak filter and went out as `m=audio 4028`, which no parser accepts.
+        let body = "v=0\r\no=- 1 1 IN IP4 192.168.71.146\r\ns=-\r\nt=0 0\r\n\
+                    m=audio 4028 RTP192.168.71.146 0\r\n\
+                    m=x192.168.71.146 4030 RTP/AVP 8 192.168.71.146\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        for media in [&[][..], &[relay(40000), relay(40002)][..]] {
+            let out = sdp.rewrite(&plan(media));
+            let s = text(&out);
+            assert!(!s.contains("192.168.71.146"), "{s}");
+            assert_eq!(out.dropped_lines, 2);
+            let again = SessionDescription::parse(&out.body).expect(s);
+            assert_eq!(again.media().len(), 2, "{s}");
+            assert_eq!(again.media()[0].proto, "-");
+            assert_eq!(again.media()[1].media, "-");
+            assert_eq!(again.media()[1].fmts().collect::<Vec<_>>(), ["8"], "{s}");
+        }
+        let out = sdp.rewrite(&plan(&[]));
+        assert!(
+            text(&out).ends_with("m=audio 4028 - 0\r\nm=- 4030 RTP/AVP 8\r\n"),
             "{}",
             text(&out)
         );

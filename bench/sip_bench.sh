@@ -38,6 +38,9 @@ runtime:
   shards: 2
   worker_threads: 2
 YAML
+# Signalling only (what a proxy like Kamailio does): media flows around sipborder.
+CFG_BYPASS=$OUT/sipborder-bench-bypass.yaml
+sed 's/^runtime:/media:\n  mode: bypass\nruntime:/' "$CFG" >"$CFG_BYPASS"
 
 cpu_ticks() { # sum utime+stime over the given pids
   local t=0
@@ -73,12 +76,17 @@ run_rate() { # name rate pids...
 : >"$OUT/summary.txt"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, ${SECS}s per rate" | tee -a "$OUT/summary.txt"
 
-# sipborder
-$BIN run -c "$CFG" --log-level warn >"$OUT/sipborder.log" 2>&1 &
-SB=$!
-sleep 1
-for r in "${RATES[@]}"; do run_rate sipborder "$r" "$SB"; done
-kill "$SB"; wait "$SB" 2>/dev/null || true
+# sipborder, media anchored (4 relay sockets bound per call) and media bypassed
+for mode in anchored bypass; do
+  cfg=$CFG
+  [ "$mode" = bypass ] && cfg=$CFG_BYPASS
+  $BIN run -c "$cfg" --log-level warn >"$OUT/sipborder-$mode.log" 2>&1 &
+  SB=$!
+  sleep 1
+  for r in "${RATES[@]}"; do run_rate "sb-$mode" "$r" "$SB"; done
+  kill "$SB"; wait "$SB" 2>/dev/null || true
+  sleep 1
+done
 
 # Kamailio (stateful proxy, fast allocator: its default debugging allocator costs it 3x): all
 # its processes count

@@ -90,6 +90,14 @@ fn sdp_version(sdp: &str) -> u64 {
         .unwrap_or_else(|| panic!("no o= version in\n{sdp}"))
 }
 
+/// The CSeq number of a SIP message (0 when absent).
+fn cseq_number(msg: &str) -> u32 {
+    header(msg, "CSeq")
+        .and_then(|c| c.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The value of the first `a=<name>:` line.
 fn attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
     let prefix = format!("a={name}:");
@@ -166,7 +174,7 @@ fn assert_relayed(got: &[(Vec<u8>, SocketAddr)], sent: &[Vec<u8>], relay: Socket
     }
 }
 
-/// The SIP call both tests drive: the phone's dialog state and the ITSP's view of leg B.
+/// The SIP call the tests drive: the phone's dialog state and the ITSP's view of leg B.
 struct Call {
     p: Ports,
     phone: Ua,
@@ -238,7 +246,6 @@ impl Call {
     fn request(&self, method: &str, body: Option<&str>) -> String {
         let me = self.phone.sip.port();
         let to_tag = self.to_tag.as_deref().map(|t| format!(";tag={t}")).unwrap_or_default();
-        let cseq_method = if method == "ACK" { "ACK" } else { method };
         let (ctype, body) = match body {
             Some(b) => ("Content-Type: application/sdp\r\n", b),
             None => ("", ""),
@@ -251,7 +258,7 @@ impl Call {
              From: <sip:100@127.0.0.1:{me}>;tag={from_tag}\r\n\
              To: <sip:{callee}@127.0.0.1:{lan}>{to_tag}\r\n\
              Call-ID: {call_id}\r\n\
-             CSeq: {cseq} {cseq_method}\r\n\
+             CSeq: {cseq} {method}\r\n\
              Contact: <sip:100@127.0.0.1:{me}>\r\n\
              {ctype}Content-Length: {len}\r\n\r\n{body}",
             target = self.target,
@@ -303,12 +310,17 @@ impl Call {
         self.phone_gets(code)
     }
 
-    /// The phone ACKs the 2xx (with an SDP answer for a delayed offer); returns the ITSP's ACK.
+    /// The phone ACKs the 2xx (with an SDP answer for a delayed offer); returns the ITSP's ACK
+    /// (the one for the ITSP's current INVITE: same CSeq number).
     fn ack(&mut self, body: Option<&str>) -> String {
         let msg = self.request("ACK", body);
         self.phone.sip.send_to(&msg, self.p.lan);
-        let (a, _) =
-            self.itsp.sip.recv_until(WAIT, |m| m.starts_with("ACK ")).expect("ACK at the ITSP");
+        let n = cseq_number(&self.itsp_req);
+        let (a, _) = self
+            .itsp
+            .sip
+            .recv_until(WAIT, |m| m.starts_with("ACK ") && cseq_number(m) == n)
+            .expect("ACK at the ITSP");
         a
     }
 
@@ -317,11 +329,15 @@ impl Call {
         self.cseq += 1;
         let msg = self.request("INVITE", Some(body));
         self.phone.sip.send_to(&msg, self.p.lan);
+        // A later CSeq than the last INVITE: never a late retransmission of the previous one.
+        let last = cseq_number(&self.itsp_req);
         let (inv, _) = self
             .itsp
             .sip
             .recv_until(WAIT, |m| {
-                m.starts_with("INVITE ") && header(m, "To").and_then(tag).is_some()
+                m.starts_with("INVITE ")
+                    && header(m, "To").and_then(tag).is_some()
+                    && cseq_number(m) > last
             })
             .expect("re-INVITE at the ITSP");
         self.itsp_req = inv.clone();

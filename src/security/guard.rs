@@ -178,7 +178,8 @@ impl Default for ScannerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourcesConfig {
-    /// Most sources each rate table tracks (default 100000; about 100 bytes each).
+    /// Most sources each rate table tracks (default 100000; a table at the cap holds about
+    /// 15 MB: 112 bytes per source plus hash table slack).
     pub max_tracked: usize,
     /// IPv6 sources are tracked, limited and banned per prefix of this length (default 64).
     pub ipv6_prefix: u8,

@@ -469,6 +469,12 @@ mod tests {
     }
 
     #[test]
+    fn a_tracked_source_costs_112_bytes() {
+        // The memory figure in SourcesConfig's documentation rests on this.
+        assert_eq!(std::mem::size_of::<(IpAddr, SourceBuckets)>(), 112);
+    }
+
+    #[test]
     fn idle_sources_are_purged() {
         let t0 = Instant::now();
         let l = SourceLimiter::new(rates(), 1000, SourceKeying::default());

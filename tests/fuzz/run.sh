@@ -3,6 +3,7 @@
 # fails on the first crash, leak, timeout or out-of-memory. The input that failed is kept in
 # tests/fuzz/artifacts/<target>/; reproduce it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz <target> tests/fuzz/artifacts/<target>/<file>
+# (from the repository root), or run tests/fuzz/target/<host triple>/release/<target> <file>.
 #
 #   tests/fuzz/run.sh SECONDS [TARGET...]     # default: every target
 #
@@ -25,7 +26,11 @@ export RUSTC_BOOTSTRAP=1
 "$here/seed.sh"
 mkdir -p "$here/logs"
 cd "$root"
+# Built once, then the binaries run directly: `cargo fuzz run` would rebuild whenever a source
+# file changed in between, and the runs would not all test the same code.
 cargo fuzz build --fuzz-dir tests/fuzz --sanitizer "$sanitizer"
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+bin="$here/target/$triple/release"
 
 summary=()
 for t in "${targets[@]}"; do
@@ -34,7 +39,7 @@ for t in "${targets[@]}"; do
     echo "== $t: ${secs}s"
     # -timeout: an input taking 10 s is a denial of service, reported like a crash.
     # -rss_limit_mb: memory must stay bounded whatever the input.
-    if ! cargo fuzz run --fuzz-dir tests/fuzz --sanitizer "$sanitizer" "$t" "$here/corpus/$t" -- \
+    if ! "$bin/$t" "$here/corpus/$t" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$here/artifacts/$t/" >"$log" 2>&1; then
         tail -n 60 "$log"

@@ -416,8 +416,10 @@ fn write_media_without_leaks(
     out.push(b"m=");
     let value = text.get(2..).unwrap_or_default();
     let mut first = true;
-    for (n, token) in value.split(|b| b.is_ascii_whitespace()).filter(|t| !t.is_empty()).enumerate()
-    {
+    // The parser's separators (space, tab) and no others: splitting on any ASCII whitespace
+    // cut a token holding a form feed in two and shifted the port (found by fuzzing).
+    let tokens = value.split(|&b| b == b' ' || b == b'\t').filter(|t| !t.is_empty());
+    for (n, token) in tokens.enumerate() {
         let port_token = n == 1;
         let leaking = !port_token && leaks(token);
         if leaking && n > 2 {
@@ -792,6 +794,26 @@ mod tests {
             "{}",
             text(&out)
         );
+    }
+
+    #[test]
+    fn leaking_media_line_is_split_like_the_parser_splits_it() {
+        // Regression (tests/fuzz, target sdp): a form feed inside the media token was taken for
+        // a separator, so the rebuilt line had `dio` where the port belongs.
+        let body = "v=0\r\no=- 1 1 IN IP4 10.9.9.9\r\ns=-\r\nt=0 0\r\n\
+                    m=au\x0cdio 4000 RTP/AVP 0 10.9.9.9\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        assert_eq!(sdp.media()[0].port, 4000);
+        for (media, line) in [
+            (&[][..], "m=au\x0cdio 4000 RTP/AVP 0\r\n"),
+            (&[relay(40000)][..], "m=au\x0cdio 40000 RTP/AVP 0\r\n"),
+        ] {
+            let out = sdp.rewrite(&plan(media));
+            assert!(text(&out).ends_with(line), "{:?}", text(&out));
+            let again = SessionDescription::parse(&out.body)
+                .unwrap_or_else(|e| panic!("{e:?}: {}", text(&out)));
+            assert_eq!(again.media()[0].media, "au\x0cdio");
+        }
     }
 
     #[test]

@@ -169,7 +169,8 @@ fn udp_leg_a_tcp_leg_b() {
 #[test]
 fn calls_complete_under_ten_percent_loss_on_both_legs() {
     let (sbc, p) = start(&Setup::default());
-    let _uas = Sipp::uas(p.itsp, &["-sn", "uas"], &["-lost", "10"]);
+    let uas = scenario("uas_lossy.xml");
+    let _uas = Sipp::uas(p.itsp, &["-sf", uas.to_str().unwrap_or_default()], &[]);
     let r = Sipp::uac(
         p.lan,
         &["-sn", "uac"],

@@ -2038,6 +2038,61 @@ fn registration_proxy_binds_the_nat_flow_caches_refreshes_and_routes_calls_back(
     assert!(h.shard.b2bua().bindings.is_empty());
 }
 
+#[test]
+fn seed002_cucm_registration_replays_through_the_registration_proxy() {
+    // MicroSIP registering to CUCM (seed002 d2_10..d2_15), now from behind a NAT through
+    // sipborder: the phone's own messages, CUCM's own challenge and 200.
+    let yaml = CONFIG.replace(
+        "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n",
+        "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n    register_proxy: { registrar: pbx, client_expires: 60s, registrar_expires: 3600s, keepalive: 0s }\n",
+    );
+    let mut h = Harness::with_config(&yaml);
+    let nat = udp(1, "198.51.100.77:50952");
+    let out = h.feed(nat, &vector("seed002/d2_10_register1.sip"));
+    let (_, up) =
+        only(&out, "REGISTER to the PBX", |f, t| *f == pbx() && is_req(t, "REGISTER")).clone();
+    assert!(!up.contains("192.168.80.11"), "the phone's private address stays out:\n{up}");
+    assert_eq!(up.split_whitespace().nth(1), Some("sip:192.168.80.100"), "{up}");
+    // CUCM's challenge (d2_12) reaches the phone unchanged.
+    let d2_12 = vector("seed002/d2_12_401.sip");
+    let challenge = format!("WWW-Authenticate: {}", hdr(&d2_12, "WWW-Authenticate"));
+    let out = h.feed(pbx(), &reply(&up, 401, Some("1745811662"), &[&challenge], ""));
+    let r = resp_to(&out, nat, 401);
+    assert_eq!(format!("WWW-Authenticate: {}", hdr(&r, "WWW-Authenticate")), challenge);
+    assert_eq!(call_id(&r), "26a8f5dd71574735a0224cee6701e1c5", "the phone's own Call-ID");
+    assert_eq!(cseq(&r), "24081 REGISTER");
+    // The phone's authenticated REGISTER (d2_13): credentials cross byte for byte, so CUCM
+    // verifies them against the Request-URI the phone signed.
+    let d2_13 = vector("seed002/d2_13_register2_auth.sip");
+    let out = h.feed(nat, &d2_13);
+    let (_, up2) =
+        only(&out, "REGISTER to the PBX", |f, t| *f == pbx() && is_req(t, "REGISTER")).clone();
+    assert_eq!(hdr(&up2, "Authorization"), hdr(&d2_13, "Authorization"));
+    assert_eq!(up2.split_whitespace().nth(1), Some("sip:192.168.80.100"));
+    assert_eq!(call_id(&up2), call_id(&up));
+    // CUCM's 200 (d2_15): Expires 120 and its x-cisco-newreg Contact parameter.
+    let contact = format!("Contact: {};x-cisco-newreg", hdr(&up2, "Contact"));
+    let out = h.feed(
+        pbx(),
+        &reply(
+            &up2,
+            200,
+            Some("1745811662"),
+            &[&contact, "Expires: 120", "Server: Cisco-CUCM14.0", "Supported: X-cisco-sis-10.0.0"],
+            "",
+        ),
+    );
+    let ok = resp_to(&out, nat, 200);
+    assert_eq!(cseq(&ok), "24082 REGISTER");
+    let phone_contact = hdr(&ok, "Contact");
+    assert!(
+        phone_contact.starts_with("<sip:10001@192.168.80.11:50952;ob>")
+            && phone_contact.contains("expires=60"),
+        "the phone sees its own Contact with the short expiry: {phone_contact}"
+    );
+    assert_eq!(h.shard.b2bua().bindings.len(), 1);
+}
+
 // =============================================================================================
 // Transfers performed by sipborder (refer: local on the carrier trunk)
 // =============================================================================================

@@ -91,6 +91,12 @@ fn metrics_exposition_passes_promtool() {
         assert!(text.contains(&format!("# HELP {name} ")), "HELP for {name}:\n{text}");
     }
     assert!(text.contains("sipborder_call_setup_seconds_bucket{le="), "{text}");
+    // Every message of 5 calls (INVITE, ACK, BYE from the UAC; 100/180/200/200 back to it from
+    // the UAS side) was counted on arrival, by kind.
+    assert!(metric_value(&text, "sipborder_sip_messages_received_total{kind=\"request\"}") >= 15.0);
+    assert!(
+        metric_value(&text, "sipborder_sip_messages_received_total{kind=\"response\"}") >= 15.0
+    );
 }
 
 /// A Prometheus server, stopped by PID (SIGTERM, then SIGKILL) when dropped.

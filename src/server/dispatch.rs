@@ -80,10 +80,18 @@ impl Dispatcher {
         let flow = Flow { zone, transport, remote: source, conn };
         match parse(bytes, &self.limits) {
             Ok(msg) => {
-                match msg.status() {
-                    None => metrics::counter!(names::SIP_REQUESTS_TOTAL, "method" => method_label(msg.method())).increment(1),
-                    Some(code) => metrics::counter!(names::SIP_RESPONSES_TOTAL, "class" => class_label(code)).increment(1),
-                }
+                let kind = match msg.status() {
+                    None => {
+                        metrics::counter!(names::SIP_REQUESTS_TOTAL, "method" => method_label(msg.method())).increment(1);
+                        "request"
+                    }
+                    Some(code) => {
+                        metrics::counter!(names::SIP_RESPONSES_TOTAL, "class" => class_label(code))
+                            .increment(1);
+                        "response"
+                    }
+                };
+                metrics::counter!(names::SIP_MESSAGES_RECEIVED_TOTAL, "kind" => kind).increment(1);
                 let i = shard_of(&msg.call_id, self.shards.len());
                 if let Some(s) = self.shards.get(i) {
                     let _ = s.send(ShardInput::Message(msg, flow)).await;

@@ -28,6 +28,11 @@ fn a_trunk_without_timers_is_refreshed_by_sipborder_and_the_call_lasts() {
     );
     let r = Sipp::uac(p.lan, &["-sn", "uac"], 2, 2, &["-d", "10000"], Duration::from_secs(40));
     assert_eq!((r.successful, r.failed), (2, 0), "{r:?}\n{}", sbc.log());
+    // The calls lasted because sipborder refreshed them: every 2 s (half of 4 s) on each leg
+    // toward the timer-less trunk, so at least 4 per 10 s call, and none failed.
+    let sent = sbc.metric("sipborder_session_refreshes_total{result=\"sent\"}");
+    assert!(sent >= 8.0, "refreshes sent: {sent}\n{}", sbc.metrics());
+    assert_eq!(sbc.metric("sipborder_session_refreshes_total{result=\"failed\"}"), 0.0);
 }
 
 #[test]
@@ -49,4 +54,9 @@ fn a_trunk_that_ignores_refreshes_gets_the_call_ended_on_both_legs() {
         "{}",
         sbc.log()
     );
+    // Whichever came first (the unanswered refresh timing out, or the session running out)
+    // was counted.
+    let ended = sbc.metric("sipborder_session_refreshes_total{result=\"failed\"}")
+        + sbc.metric("sipborder_session_refreshes_total{result=\"expired\"}");
+    assert!(ended >= 1.0, "{}", sbc.metrics());
 }

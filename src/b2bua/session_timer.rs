@@ -186,6 +186,7 @@ impl B2bua {
         }
         if expired {
             tracing::info!("session timer expired, ending the call");
+            refreshes("expired");
             let reason = make("Reason", "SIP;cause=408;text=\"Session timer expired\"");
             self.hangup_both_with(now, key, EndCause::SessionFailure, vec![reason], tl);
             return None;
@@ -230,6 +231,7 @@ impl B2bua {
         let flow = d.flow;
         let tx = tl.send_request(now, req, flow);
         self.clients.insert(tx, ClientRole::Refresh { call: key, side, cseq });
+        refreshes("sent");
     }
 
     /// The answer to our refresh.
@@ -274,6 +276,7 @@ impl B2bua {
             return;
         }
         tracing::info!(code, "session refresh refused, ending the call");
+        refreshes("failed");
         let reason = make("Reason", format!("SIP;cause={code};text=\"Session refresh failed\""));
         self.hangup_both_with(now, key, EndCause::SessionFailure, vec![reason], tl);
     }
@@ -285,6 +288,7 @@ impl B2bua {
         key: CallKey,
         tl: &mut TransactionLayer,
     ) {
+        refreshes("failed");
         let reason = make("Reason", "SIP;cause=408;text=\"Session refresh failed\"");
         self.hangup_both_with(now, key, EndCause::SessionFailure, vec![reason], tl);
     }
@@ -340,8 +344,14 @@ impl B2bua {
             t.refresh_at = None;
         }
         self.leg_refreshed(now, key, side);
+        refreshes("answered");
         Some((headers, body))
     }
+}
+
+fn refreshes(result: &'static str) {
+    metrics::counter!(crate::observe::names::SESSION_REFRESHES_TOTAL, "result" => result)
+        .increment(1);
 }
 
 #[cfg(test)]

@@ -84,6 +84,7 @@ impl B2bua {
         };
         let target_uri = addr_uri(&refer_to).to_string();
         if target_uri.contains("Replaces=") || target_uri.contains("replaces=") {
+            transfers("rejected");
             // Attended transfer: the PBX joins two calls itself; sipborder relays it.
             self.reply_local(
                 now,
@@ -123,6 +124,7 @@ impl B2bua {
             .and_then(|r| r.targets.iter().copied().find(|t| self.health.is_up(t.0 as usize)))
             .and_then(|t| self.router.trunk(t).map(|tr| (t, tr.clone())));
         let Some((trunk_id, trunk)) = target else {
+            transfers("rejected");
             self.notify_progress(now, key, side, "SIP/2.0 404 Not Found", true, tl);
             return;
         };
@@ -215,6 +217,7 @@ impl B2bua {
                 leg.state = DialogState::Confirmed;
                 let ack = leg.request(Method::Ack, leg.local_cseq, vec![], vec![]);
                 let bytes = tl.send_stateless(ack, leg.flow);
+                transfers("completed");
                 // The target's media replaces the transferor's on the same relay ports.
                 let _ = self.cross_sdp_lenient(now, key, side, msg, flow.remote.ip());
                 if !tr.transferor_gone {
@@ -257,6 +260,7 @@ impl B2bua {
                 }
             }
             300..=699 => {
+                transfers("failed");
                 self.notify_progress(
                     now,
                     key,
@@ -288,6 +292,7 @@ impl B2bua {
         tl: &mut TransactionLayer,
     ) {
         let Some(tr) = self.calls.get_mut(&key).and_then(|c| c.transfer.take()) else { return };
+        transfers("failed");
         self.own_call_ids.remove(&tr.new_leg.call_id);
         if tr.transferor_gone {
             self.hangup_both(now, key, super::call::EndCause::Bye(tr.side), tl);
@@ -313,4 +318,8 @@ impl B2bua {
             _ => false,
         }
     }
+}
+
+fn transfers(result: &'static str) {
+    metrics::counter!(crate::observe::names::TRANSFERS_TOTAL, "result" => result).increment(1);
 }

@@ -67,6 +67,14 @@ pub const CDR_RECORDS_DROPPED_TOTAL: &str = "sipborder_cdr_records_dropped_total
 /// CDR file errors, by `op` (open, write, flush, rotate, prune, encode).
 pub const CDR_ERRORS_TOTAL: &str = "sipborder_cdr_errors_total";
 
+/// Session-timer refreshes (RFC 4028), by `result`: `sent` (sipborder refreshed a leg),
+/// `answered` (a peer's refresh answered by sipborder), `failed` (our refresh refused or timed
+/// out), `expired` (a session ran out; the call was ended).
+pub const SESSION_REFRESHES_TOTAL: &str = "sipborder_session_refreshes_total";
+/// Transfers handled by sipborder (`refer: local`), by `result`: `completed`, `failed` (the
+/// target did not answer), `rejected` (refused before a new leg was tried).
+pub const TRANSFERS_TOTAL: &str = "sipborder_transfers_total";
+
 /// Prometheus type of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -154,6 +162,8 @@ pub const ALL: &[Metric] = &[
     m(CDR_RECORDS_WRITTEN_TOTAL, Kind::Counter, "Call detail records written."),
     m(CDR_RECORDS_DROPPED_TOTAL, Kind::Counter, "Call detail records lost, by reason."),
     m(CDR_ERRORS_TOTAL, Kind::Counter, "CDR file errors, by operation."),
+    m(SESSION_REFRESHES_TOTAL, Kind::Counter, "Session-timer refreshes, by result."),
+    m(TRANSFERS_TOTAL, Kind::Counter, "Transfers performed by sipborder, by result."),
 ];
 
 #[cfg(test)]

@@ -295,3 +295,36 @@ fn an_event_of_an_unknown_pair_or_a_call_being_set_up_sends_nothing() {
     h.shard.handle_relay_event(h.now, ev(relay.rtp_pair()));
     assert!(h.drain().iter().all(|(_, t)| !is_req(t, "INFO")));
 }
+
+#[test]
+fn a_transfer_target_with_other_numbers_is_mapped_to_what_the_carrier_was_told() {
+    let yaml = CONFIG.replace(
+        "    address: 198.51.100.10:5060\n",
+        "    address: 198.51.100.10:5060\n    refer: local\n",
+    );
+    let (mut h, relay) = harness(&yaml);
+    // The carrier (telephone-event 96) calls the PBX (101): the carrier was told 101.
+    let offer = sdp_te("198.51.100.20", 30000, Some(96));
+    let inv = invite(itsp(), "sip:10001@203.0.113.1", &[], &offer);
+    let mut up = establish_with(&mut h, itsp(), &inv, &sdp_te("10.0.0.50", 4000, Some(101)));
+    assert_eq!(relay.last_media(relay::Side::A).payload_map.get(96), 101);
+    // The PBX transfers to 10003, which answers with 97; the carrier is not told anything.
+    let refer = up.b.request("REFER", &["Refer-To: <sip:10003@10.0.0.50>"], "");
+    let out = h.feed(pbx(), &refer);
+    resp_to(&out, pbx(), 202);
+    let target_invite = out
+        .iter()
+        .find(|(f, t)| *f == pbx() && is_req(t, "INVITE"))
+        .map(|(_, t)| t.clone())
+        .expect("an INVITE toward the transfer target");
+    let c = "Contact: <sip:10003@10.0.0.50:5060>";
+    let answer = sdp_te("10.0.0.63", 4002, Some(97));
+    let ok = reply(&target_invite, 200, Some("t3"), &[c, "Content-Type: application/sdp"], &answer);
+    let out = h.feed(pbx(), &ok);
+    none_to(&out, itsp());
+    let from_carrier = relay.last_media(relay::Side::A);
+    assert_eq!(from_carrier.payload_map.get(101), 97, "what the carrier was told → the target's");
+    assert_eq!(from_carrier.payload_map.get(96), 97, "the carrier's own number too");
+    let from_target = relay.last_media(relay::Side::B);
+    assert_eq!(from_target.payload_map.get(97), 96, "the target's number → the carrier's");
+}

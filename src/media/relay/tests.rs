@@ -1,6 +1,7 @@
 //! End-to-end tests of the relay through real UDP sockets on 127.0.0.1, run against both
 //! datapaths, plus the allocation count of the packet path.
 
+mod cost;
 mod dtmf;
 
 use super::*;

@@ -282,9 +282,14 @@ pub(crate) struct Plane {
     injecting: Vec<u32>,
 }
 
-/// An event's duration from timestamp units of `clock`.
-fn event_duration(d: Detected, clock: u32) -> Duration {
-    Duration::from_micros(u64::from(d.duration) * 1_000_000 / u64::from(clock.max(1)))
+/// Reports a finished DTMF event. This runs once per key press, never per packet, so the
+/// handler's channel (which may allocate now and then) stays off the packet path.
+fn report_dtmf(on_event: &Option<EventHandler>, id: PairId, side: Side, clock: u32, d: Detected) {
+    if let Some(f) = on_event {
+        let micros = u64::from(d.duration) * 1_000_000 / u64::from(clock.max(1));
+        let duration = Duration::from_micros(micros);
+        f(RelayEvent::Dtmf { id, side, event: d.event, duration });
+    }
 }
 
 impl Plane {
@@ -374,15 +379,7 @@ impl Plane {
                 ep.last_rtp = Some(now.instant);
                 let (id, side, clock) = (ep.id, ep.side, ep.dir.events_in_clock());
                 let on_event = &self.on_event;
-                // Events reach signalling through the event handler once per finished key
-                // press, never per packet: rare enough for the handler's channel (see
-                // `RelayEvent::Dtmf`).
-                let emit = |d: Detected| {
-                    if let Some(f) = on_event {
-                        let duration = event_duration(d, clock);
-                        f(RelayEvent::Dtmf { id, side, event: d.event, duration });
-                    }
-                };
+                let emit = |d| report_dtmf(on_event, id, side, clock, d);
                 if ep.dir.on_rtp(data, ssrc, seq, ts, now.instant, emit) == RtpAction::Suppress {
                     c.last_packet.store(now.ns + 1, Relaxed);
                     return Verdict::Drop;
@@ -659,12 +656,7 @@ impl Plane {
                 let Some(Some(ep)) = self.slots.get_mut(s as usize) else { continue };
                 let (id, side, clock) = (ep.id, ep.side, ep.dir.events_in_clock());
                 let on_event = &self.on_event;
-                ep.dir.expire_events(now, |d| {
-                    if let Some(f) = on_event {
-                        let duration = event_duration(d, clock);
-                        f(RelayEvent::Dtmf { id, side, event: d.event, duration });
-                    }
-                });
+                ep.dir.expire_events(now, |d| report_dtmf(on_event, id, side, clock, d));
             }
         }
         for (id, rec) in self.pairs.iter_mut() {

@@ -2,7 +2,8 @@
 //! LAN side, the ITSP on the trunk side), each with its own RTP socket whose port it writes in its
 //! SDP. Every test is one behaviour a user would notice: audio both ways, early media, hold and
 //! resume, a codec change, delayed offer, bypass, injected RTP dropped, a silent call torn down,
-//! ports neither leaked nor over-committed, and ICE-lite answering a connectivity check.
+//! ports neither leaked nor over-committed, ICE-lite answering a connectivity check, and DTMF:
+//! telephone-events renumbered per leg, INFO relayed, INFO ↔ RFC 4733 per `trunks[].dtmf`.
 
 mod common;
 
@@ -244,11 +245,16 @@ impl Call {
 
     /// A request in the phone's dialog (the INVITE when no To tag yet).
     fn request(&self, method: &str, body: Option<&str>) -> String {
+        self.typed_request(method, body.map(|b| ("application/sdp", b)))
+    }
+
+    /// [`Self::request`] with a body of any type.
+    fn typed_request(&self, method: &str, body: Option<(&str, &str)>) -> String {
         let me = self.phone.sip.port();
         let to_tag = self.to_tag.as_deref().map(|t| format!(";tag={t}")).unwrap_or_default();
         let (ctype, body) = match body {
-            Some(b) => ("Content-Type: application/sdp\r\n", b),
-            None => ("", ""),
+            Some((t, b)) => (format!("Content-Type: {t}\r\n"), b),
+            None => (String::new(), ""),
         };
         let branch = format!("z9hG4bK{method}{}{}", self.cseq, me);
         format!(
@@ -820,5 +826,265 @@ fn rtcp_flows_on_its_own_ports_when_rtcp_mux_is_declined() {
     assert_eq!(at_itsp.len(), 3, "the phone's RTCP reaches the ITSP's RTCP port");
     assert!(at_phone.iter().all(|(d, a)| *a == rtcp_at(toward_phone) && d[1] == 200));
     assert!(at_itsp.iter().all(|(d, a)| *a == rtcp_at(toward_itsp) && d[1] == 200));
+    call.bye();
+}
+
+// ---- DTMF ------------------------------------------------------------------------------------
+
+/// [`sdp`] with telephone-event as payload type `te` instead of 101.
+fn sdp_te(version: u32, port: u16, te: u8) -> String {
+    sdp(version, port, 0, "sendrecv", "")
+        .replace(" 0 101\r\n", &format!(" 0 {te}\r\n"))
+        .replace(":101 ", &format!(":{te} "))
+}
+
+/// An RFC 4733 packet: `event` with end bit `end`, volume 10, `duration` timestamp units.
+fn event_packet(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    event: u8,
+    end: bool,
+    duration: u16,
+) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[event, if end { 0x80 | 10 } else { 10 }]);
+    p.extend_from_slice(&duration.to_be_bytes());
+    p
+}
+
+fn seq_of(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[2], p[3]])
+}
+
+fn ts_of(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+
+fn ssrc_of(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[8], p[9], p[10], p[11]])
+}
+
+/// A request the ITSP sends in its dialog of `invite` (the INVITE it received), `cseq` its
+/// own counter.
+fn itsp_request(
+    call: &Call,
+    invite: &str,
+    method: &str,
+    cseq: u32,
+    ctype: &str,
+    body: &str,
+) -> String {
+    let target = header(invite, "Contact")
+        .map(|c| c.trim_start_matches('<').split('>').next().unwrap_or(c).to_string())
+        .expect("sipborder's Contact in the INVITE");
+    let me = call.p.itsp;
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKitsp{method}{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: {to};tag={tag}\r\n\
+         To: {from}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Type: {ctype}\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        to = header(invite, "To").unwrap_or(""),
+        tag = call.itsp_tag,
+        from = header(invite, "From").unwrap_or(""),
+        call_id = header(invite, "Call-ID").unwrap_or(""),
+        len = body.len(),
+    )
+}
+
+#[test]
+fn telephone_events_reach_each_leg_with_its_own_payload_type() {
+    let (_sbc, p) = start(&Setup::default());
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_te(1, phone.rtp_addr().port(), 101);
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    // The carrier answers with its own number for telephone-event (RFC 3264 allows it).
+    let answer = sdp_te(1, call.itsp.rtp_addr().port(), 96);
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert!(body(&ok).contains("a=rtpmap:96 telephone-event/8000"), "{}", body(&ok));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    // The PBX keeps sending its own 101 (common in the field): the carrier gets 96.
+    let up: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| event_packet(101, 10 + i, 8000, 0x0101_0101, 5, i >= 2, 160 * (i + 1).min(3)))
+        .collect();
+    let down: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| event_packet(96, 20 + i, 16000, 0x0909_0909, 9, i >= 2, 160 * (i + 1).min(3)))
+        .collect();
+    for (u, d) in up.iter().zip(&down) {
+        call.phone.rtp.send_to(u, toward_phone).expect("phone sends");
+        call.itsp.rtp.send_to(d, toward_itsp).expect("itsp sends");
+    }
+    let at_itsp = recv_n(&call.itsp.rtp, up.len(), WAIT);
+    let at_phone = recv_n(&call.phone.rtp, down.len(), WAIT);
+    assert_eq!((at_itsp.len(), at_phone.len()), (5, 5), "every event packet crossed");
+    for ((got, from), sent) in at_itsp.iter().zip(&up) {
+        assert_eq!((got[1], *from), (96, toward_itsp), "101 leaves toward the carrier as 96");
+        assert_eq!(got[2..], sent[2..], "nothing but the payload type changes");
+    }
+    for ((got, _), sent) in at_phone.iter().zip(&down) {
+        assert_eq!(got[1], 101, "96 leaves toward the PBX as 101");
+        assert_eq!(got[2..], sent[2..]);
+    }
+    // Audio (PT 0, the same on both legs) crosses untouched.
+    call.two_way_audio(toward_phone, toward_itsp, 0, 100);
+    call.bye();
+}
+
+#[test]
+fn dtmf_info_crosses_the_call_in_dialog_both_ways() {
+    let (_sbc, p) = start(&Setup::default());
+    let (mut call, _, _) = Call::answered(p);
+    let invite = call.itsp_req.clone();
+    for (n, (ctype, payload)) in
+        [("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"), ("application/dtmf", "5")]
+            .into_iter()
+            .enumerate()
+    {
+        call.cseq += 1;
+        let info = call.typed_request("INFO", Some((ctype, payload)));
+        call.phone.sip.send_to(&info, p.lan);
+        let (at_itsp, _) =
+            call.itsp.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the ITSP");
+        assert_eq!(header(&at_itsp, "Content-Type"), Some(ctype));
+        assert_eq!(body(&at_itsp), payload, "the body crosses byte for byte");
+        call.itsp_req = at_itsp;
+        call.itsp_send(200, "OK", None);
+        call.phone_gets(200);
+        // And from the carrier to the PBX.
+        let info = itsp_request(&call, &invite, "INFO", 10 + n as u32, ctype, payload);
+        call.itsp.sip.send_to(&info, p.trunk);
+        let (at_phone, _) =
+            call.phone.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the phone");
+        assert_eq!(header(&at_phone, "Content-Type"), Some(ctype));
+        assert_eq!(body(&at_phone), payload);
+        call.phone.sip.send_to(&respond(&at_phone, 200, "OK", "x", "", ""), p.lan);
+        let (r, _) = call
+            .itsp
+            .sip
+            .recv_until(WAIT, |m| m.starts_with("SIP/2.0 200 ") && m.contains(" INFO\r\n"))
+            .expect("200 to the ITSP's INFO");
+        assert_eq!(cseq_number(&r), 10 + n as u32);
+    }
+    call.bye();
+}
+
+#[test]
+fn info_from_the_pbx_reaches_an_rfc4733_carrier_as_telephone_events() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_te(1, phone.rtp_addr().port(), 101);
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    let answer = sdp_te(1, call.itsp.rtp_addr().port(), 96);
+    let ok = call.answer(200, "OK", Some(&answer));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    // The PBX's audio stream runs (seq 1..=5), then its phone keys 5 and it sends INFO.
+    let audio = stream(0, 0x1111_0001, 1, 1, 5);
+    for a in &audio {
+        call.phone.rtp.send_to(a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 5, WAIT).len(), 5);
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=5\r\nDuration=200\r\n")));
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let events = recv_n(&call.itsp.rtp, 7, WAIT);
+    assert_eq!(events.len(), 7, "four updates and three end packets");
+    for (i, (e, from)) in events.iter().enumerate() {
+        assert_eq!(*from, toward_itsp, "from the relay port facing the carrier");
+        assert_eq!(e.len(), 16, "one event, no redundancy");
+        assert_eq!(e[1] & 0x7f, 96, "the carrier's telephone-event type");
+        assert_eq!(e[1] & 0x80 != 0, i == 0, "marker on the first packet only");
+        assert_eq!(ssrc_of(e), 0x1111_0001, "the PBX's stream");
+        assert_eq!(seq_of(e), 6 + i as u16, "sequence numbers continue the stream");
+        assert_eq!(ts_of(e), ts_of(&events[0].0), "one timestamp for the event");
+        assert_eq!((e[12], e[13] & 0x3f), (5, 10), "event 5, volume 10");
+    }
+    assert!(ts_of(&events[0].0) >= 5 * 160, "the stream's current timestamp");
+    let ends: Vec<u16> = events
+        .iter()
+        .filter(|(e, _)| e[13] & 0x80 != 0)
+        .map(|(e, _)| u16::from_be_bytes([e[14], e[15]]))
+        .collect();
+    assert_eq!(ends, vec![1600, 1600, 1600], "three end packets, 200 ms at 8 kHz");
+    // The next audio packet follows the injected ones.
+    call.phone.rtp.send_to(&rtp_packet(0, 6, 0x1111_0001, 1), toward_phone).expect("send");
+    let after = recv_n(&call.itsp.rtp, 1, WAIT);
+    assert_eq!(after.first().map(|(a, _)| seq_of(a)), Some(13));
+    assert!(
+        call.itsp.sip.recv_until(Duration::from_millis(200), |m| m.starts_with("INFO ")).is_none(),
+        "the carrier sees no INFO"
+    );
+    let n = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"info_to_rfc4733\",result=\"converted\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(n, 1.0, "{}", sbc.metrics());
+    call.bye();
+}
+
+#[test]
+fn telephone_events_from_the_carrier_reach_an_info_pbx_as_info() {
+    let ports = Ports::new();
+    let pbx_line = format!("    address: 127.0.0.1:{}\n", ports.pbx);
+    let yaml = config(&ports, &Setup::default())
+        .replace(&pbx_line, &format!("{pbx_line}    dtmf: info\n"));
+    assert!(yaml.contains("dtmf: info"));
+    let sbc = Sbc::start(ports, &yaml);
+    // The PBX itself calls out (its signalling address names the `pbx` peer).
+    let pbx = Ua::new(RawUdp::bind_port(ports.pbx));
+    let offer = sdp_te(1, pbx.rtp_addr().port(), 101);
+    let mut call =
+        Call::invite_with(ports, pbx, Ua::new(RawUdp::bind_port(ports.itsp)), Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    let answer = sdp_te(1, call.itsp.rtp_addr().port(), 101);
+    let ok = call.answer(200, "OK", Some(&answer));
+    call.ack(None);
+    let _ = ok;
+    // The carrier's stream: audio 100..=104, '9' held 120 ms (three end packets), audio 111.
+    let ssrc = 0x2222_0002;
+    for a in stream(0, ssrc, 2, 100, 5) {
+        call.itsp.rtp.send_to(&a, toward_itsp).expect("itsp sends");
+    }
+    let updates = [(false, 400u16), (false, 800), (true, 960), (true, 960), (true, 960)];
+    for (i, (end, d)) in updates.into_iter().enumerate() {
+        let e = event_packet(101, 105 + i as u16, 104 * 160, ssrc, 9, end, d);
+        call.itsp.rtp.send_to(&e, toward_itsp).expect("itsp sends event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    call.itsp.rtp.send_to(&rtp_packet(0, 110, ssrc, 2), toward_itsp).expect("itsp sends");
+    let (info, _) =
+        call.phone.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the PBX");
+    assert_eq!(header(&info, "Content-Type"), Some("application/dtmf-relay"));
+    assert_eq!(body(&info), "Signal=9\r\nDuration=120\r\n");
+    assert_eq!(header(&info, "Call-ID"), Some(call.call_id.as_str()), "in the PBX's dialog");
+    call.phone.sip.send_to(&respond(&info, 200, "OK", "x", "", ""), ports.lan);
+    // Audio only reached the PBX, gap-free: the events were taken out.
+    let at_pbx = recv_n(&call.phone.rtp, 7, Duration::from_millis(800));
+    let got: Vec<(u8, u16)> = at_pbx.iter().map(|(p, _)| (p[1], seq_of(p))).collect();
+    assert_eq!(got, vec![(0, 100), (0, 101), (0, 102), (0, 103), (0, 104), (0, 105)]);
+    let n = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"rfc4733_to_info\",result=\"converted\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(n, 1.0, "{}", sbc.metrics());
     call.bye();
 }

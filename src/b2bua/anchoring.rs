@@ -41,9 +41,25 @@ fn behind_nat(body: &[u8], source: IpAddr) -> bool {
 }
 
 impl B2bua {
-    /// Gives call `key` a media session for an attempt toward `b_zone` (a new one when the B
-    /// zone changed on fail-over). `mode` decides anchoring; `offer` is A's SDP, if any.
+    /// Gives call `key` a media session for an attempt toward `b_zone` through `b_trunk` (a
+    /// new one when the B zone changed on fail-over). `mode` decides anchoring; `offer` is A's
+    /// SDP, if any.
     pub(crate) fn prepare_media(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        mode: MediaMode,
+        b_zone: ZoneId,
+        b_trunk: Option<crate::b2bua::TrunkId>,
+        offer: Option<&[u8]>,
+    ) {
+        let modes = [self.call_dtmf_modes(key)[0], self.dtmf_mode(b_trunk)];
+        self.new_media_session(now, key, mode, b_zone, offer);
+        // A fail-over keeps the session but not necessarily the B peer's DTMF wishes.
+        self.apply_dtmf_modes(key, modes);
+    }
+
+    fn new_media_session(
         &mut self,
         now: Instant,
         key: CallKey,
@@ -94,9 +110,43 @@ impl B2bua {
         body: &[u8],
         source: IpAddr,
     ) -> Result<Option<Vec<u8>>, MediaError> {
+        self.take_body(now, key, from, body, source, true)
+    }
+
+    /// The SDP of a leg that replaces the transferor on `side` (its 2xx): the relay follows it,
+    /// but the other leg is not sent anything and keeps the payload numbers it was given.
+    pub(crate) fn take_replacing_sdp(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        msg: &SipMsg,
+        source: IpAddr,
+    ) {
+        if !has_sdp(msg) {
+            return;
+        }
+        if let Err(e) = self.take_body(now, key, side, msg.body(), source, false) {
+            tracing::warn!(error = %e, "SDP of the transfer target could not be anchored");
+        }
+    }
+
+    fn take_body(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from: Side,
+        body: &[u8],
+        source: IpAddr,
+        relayed: bool,
+    ) -> Result<Option<Vec<u8>>, MediaError> {
         let Some(call) = self.calls.get_mut(&key) else { return Ok(None) };
         let Some(session) = call.media.as_mut() else { return Ok(None) };
-        let out = self.media.on_sdp(now, session, leg(from), body, source)?;
+        let out = if relayed {
+            self.media.on_sdp(now, session, leg(from), body, source)?
+        } else {
+            self.media.on_sdp_not_relayed(now, session, leg(from), body, source)?
+        };
         // Kept for RFC 4028 refreshes: a re-INVITE repeating the last SDP is answered locally.
         call.sdp_from[from.idx()] = Some(body.to_vec());
         call.sdp_to[from.other().idx()] = Some(out.clone());
@@ -123,20 +173,28 @@ impl B2bua {
         }
     }
 
-    /// A relay event: a media timeout ends the call.
+    /// A relay event: a media timeout ends the call; a DTMF event taken out of the media goes
+    /// to the other leg as INFO.
     pub fn handle_relay_event(
         &mut self,
         now: Instant,
         ev: crate::media::relay::RelayEvent,
         tl: &mut TransactionLayer,
     ) {
-        if let crate::media::relay::RelayEvent::MediaTimeout { id, idle } = ev {
-            let Some(owner) = self.media.owner_of(id) else { return };
-            let key = CallKey(owner);
-            if self.calls.contains_key(&key) {
-                tracing::info!(idle_ms = idle.as_millis() as u64, "media timeout, ending call");
-                self.hangup_both(now, key, EndCause::MediaTimeout, tl);
+        use crate::media::relay::RelayEvent;
+        match ev {
+            RelayEvent::MediaTimeout { id, idle } => {
+                let Some(owner) = self.media.owner_of(id) else { return };
+                let key = CallKey(owner);
+                if self.calls.contains_key(&key) {
+                    tracing::info!(idle_ms = idle.as_millis() as u64, "media timeout, ending call");
+                    self.hangup_both(now, key, EndCause::MediaTimeout, tl);
+                }
             }
+            RelayEvent::Dtmf { id, side, event, duration } => {
+                self.rfc4733_to_info(now, id, side, event, duration, tl);
+            }
+            _ => {}
         }
     }
 }

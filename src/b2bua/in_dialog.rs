@@ -473,6 +473,9 @@ impl B2bua {
         tl: &mut TransactionLayer,
     ) {
         let method = msg.method();
+        if method == Method::Info && self.info_to_rfc4733(now, key, side, tx, &msg, flow, tl) {
+            return;
+        }
         if method == Method::Refer {
             // REFER handling is the business of the peer it would go to.
             let other_trunk = self.calls.get(&key).and_then(|c| match side {

@@ -233,7 +233,7 @@ impl B2bua {
         let offer = has_sdp(&init.msg).then(|| init.msg.body().to_vec());
         let a_source = call.a.flow.remote.ip();
         // Media first: the offer toward B carries B-side relay ports, or the call is refused.
-        self.prepare_media(now, key, mode, target.flow.zone, offer.as_deref());
+        self.prepare_media(now, key, mode, target.flow.zone, target.trunk, offer.as_deref());
         let anchored_body = match &offer {
             None => None,
             Some(o) => match self.cross_body(now, key, Side::A, o, a_source) {

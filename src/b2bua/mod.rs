@@ -4,12 +4,13 @@
 //! layers below. The flows are split by concern: `initial` (INVITE, provisionals, forks, PRACK,
 //! CANCEL, fail-over), `in_dialog` (ACK, BYE, re-INVITE, relayed requests), `local` (requests
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
-//! provisional retransmission).
+//! provisional retransmission), `dtmf` (SIP INFO ↔ RFC 4733 interworking).
 
 mod anchoring;
 pub mod call;
 mod call_timers;
 mod dispatch;
+mod dtmf;
 mod in_dialog;
 mod initial;
 mod local;

@@ -74,6 +74,8 @@ pub struct Trunk {
     pub policies: PolicyChain,
     /// REFER handling toward it.
     pub refer: crate::config::ReferMode,
+    /// How it wants DTMF.
+    pub dtmf: crate::config::DtmfMode,
 }
 
 /// One compiled route.
@@ -237,6 +239,7 @@ impl Router {
                     send_reason: t.causes.send_reason,
                     pass_reason: t.causes.pass_reason,
                     refer: t.refer,
+                    dtmf: t.dtmf,
                     policies: PolicyChain::new(
                         t.policies
                             .iter()

@@ -5,6 +5,8 @@
 //! edges on the trunk zone (leg B), and the reverse for inbound calls. Time only moves when a test
 //! calls [`Harness::advance`], which fires every deadline the shard asked for on the way.
 
+mod dtmf;
+
 use crate::b2bua::Router;
 use crate::shard::Shard;
 use crate::sip::headers::{addr_uri, param};

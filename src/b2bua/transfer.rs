@@ -218,8 +218,12 @@ impl B2bua {
                 let ack = leg.request(Method::Ack, leg.local_cseq, vec![], vec![]);
                 let bytes = tl.send_stateless(ack, leg.flow);
                 transfers("completed");
-                // The target's media replaces the transferor's on the same relay ports.
-                let _ = self.cross_sdp_lenient(now, key, side, msg, flow.remote.ip());
+                // The target's media replaces the transferor's on the same relay ports, and its
+                // peer's DTMF wishes the transferor's.
+                let mut modes = self.call_dtmf_modes(key);
+                modes[side.idx()] = self.dtmf_mode(tr.trunk);
+                self.apply_dtmf_modes(key, modes);
+                self.take_replacing_sdp(now, key, side, msg, flow.remote.ip());
                 if !tr.transferor_gone {
                     self.notify_progress(now, key, side, "SIP/2.0 200 OK", true, tl);
                 }

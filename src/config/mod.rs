@@ -198,10 +198,37 @@ mod tests {
             ["itsp", "itsp-backup", "pbx"]
         );
         assert_eq!(c.routes[0].targets, ["itsp", "itsp-backup"]);
+        assert_eq!(c.trunks[0].dtmf, DtmfMode::Passthrough);
         assert_eq!(c.timers.t1.0, Duration::from_millis(500));
         assert_eq!(c.timers.invite_ring_timeout.0, Duration::from_secs(180));
         assert_eq!(c.limits.tcp_idle_timeout.0, Duration::from_secs(300));
         assert_eq!(c.metrics.map(|m| m.listen.port()), Some(9091));
+    }
+
+    #[test]
+    fn trunk_dtmf_modes_parse_and_a_wrong_one_is_located() {
+        let cfg = |mode: &str| {
+            format!(
+                "{ZONE}trunks:\n  - name: itsp\n    zone: lan\n    address: 192.0.2.1:5060\n    \
+                 dtmf: {mode}\n"
+            )
+        };
+        let modes = [
+            ("passthrough", DtmfMode::Passthrough),
+            ("rfc4733", DtmfMode::Rfc4733),
+            ("info", DtmfMode::Info),
+        ];
+        for (text, mode) in modes {
+            let c = load_str(&cfg(text), "t.yaml").expect("valid dtmf mode");
+            assert_eq!(c.trunks[0].dtmf, mode, "{text}");
+        }
+        let e = one_error(&cfg("rfc2833"));
+        assert_eq!(e.line, 8, "{e}");
+        assert!(
+            e.message.contains("rfc4733") && e.message.contains("passthrough"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -360,6 +360,13 @@ pub struct TrunkConfig {
     /// `reject` refuses it (default `pass`).
     #[serde(default)]
     pub refer: ReferMode,
+    /// How this peer wants to receive DTMF: `passthrough` (as the other leg sends it, RFC 4733
+    /// payload types renumbered when the legs differ), `rfc4733` (SIP INFO from the other leg is
+    /// answered by sipborder and played as RFC 4733 events into the media toward this peer) or
+    /// `info` (RFC 4733 events from the other leg are taken out of the media and sent to this
+    /// peer as SIP INFO). Default `passthrough`.
+    #[serde(default)]
+    pub dtmf: DtmfMode,
     /// Policy files (policies/*.yaml) run on every message sipborder exchanges with this peer,
     /// in order; paths relative to the config file.
     #[serde(default)]
@@ -377,6 +384,19 @@ pub enum ReferMode {
     Local,
     /// Refuse the REFER (403).
     Reject,
+}
+
+/// How a peer wants to receive DTMF (what the other leg sends is converted to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfMode {
+    /// Whatever the other leg sends crosses: INFO relayed, RFC 4733 events relayed.
+    #[default]
+    Passthrough,
+    /// RFC 4733 telephone-events in the media; INFO from the other leg is converted.
+    Rfc4733,
+    /// SIP INFO (application/dtmf-relay); RFC 4733 events from the other leg are converted.
+    Info,
 }
 
 /// Digest credentials. The password never sits in this file: it comes from an environment

@@ -2,9 +2,11 @@
 //! [`MediaSession`] per call, SDP rewritten toward each leg, relay pairs opened, updated and
 //! closed as offers and answers cross.
 
+use super::numbering::{plan_direction, Numbering};
 use super::ports::{PortPair, PortPool, PortPoolError};
 use super::relay::{
-    self, EndpointSpec, IceCredentials, PairId, PairSpec, PairStats, PeerSpec, Relay, RelayError,
+    self, DirectionMedia, DtmfInjection, EndpointSpec, IceCredentials, PairId, PairSpec, PairStats,
+    PeerSpec, Relay, RelayError,
 };
 use super::session::{MediaSession, Stream};
 use crate::sip::sdp::{
@@ -67,6 +69,20 @@ pub enum MediaError {
     Relay(#[from] RelayError),
 }
 
+/// Why a DTMF event could not be played into a call's media.
+#[derive(Debug, thiserror::Error)]
+pub enum DtmfUnavailable {
+    /// Media flows around sipborder.
+    #[error("media is not anchored")]
+    NotAnchored,
+    /// The receiving leg negotiated no telephone-event.
+    #[error("the leg negotiated no telephone-event")]
+    NoTelephoneEvent,
+    /// The relay refused the command.
+    #[error("relay: {0}")]
+    Relay(#[from] RelayError),
+}
+
 /// The relay as the controller uses it; a trait so shard tests can run without relay threads.
 pub trait RelayControl: Send + Sync + std::fmt::Debug {
     /// Starts relaying a pair.
@@ -77,6 +93,20 @@ pub trait RelayControl: Send + Sync + std::fmt::Debug {
     fn close(&self, id: PairId) -> Result<(), RelayError>;
     /// Current statistics.
     fn stats(&self, id: PairId) -> Option<PairStats>;
+    /// Rewrite/DTMF instructions for media arriving on `from`.
+    fn set_media(
+        &self,
+        id: PairId,
+        from: relay::Side,
+        media: DirectionMedia,
+    ) -> Result<(), RelayError>;
+    /// Plays an RFC 4733 event into the stream toward `toward`.
+    fn inject_dtmf(
+        &self,
+        id: PairId,
+        toward: relay::Side,
+        event: DtmfInjection,
+    ) -> Result<(), RelayError>;
 }
 
 impl RelayControl for Relay {
@@ -91,6 +121,22 @@ impl RelayControl for Relay {
     }
     fn stats(&self, id: PairId) -> Option<PairStats> {
         Relay::stats(self, id)
+    }
+    fn set_media(
+        &self,
+        id: PairId,
+        from: relay::Side,
+        media: DirectionMedia,
+    ) -> Result<(), RelayError> {
+        Relay::set_media(self, id, from, media)
+    }
+    fn inject_dtmf(
+        &self,
+        id: PairId,
+        toward: relay::Side,
+        event: DtmfInjection,
+    ) -> Result<(), RelayError> {
+        Relay::inject_dtmf(self, id, toward, event)
     }
 }
 
@@ -111,6 +157,22 @@ impl RelayControl for NullRelay {
     }
     fn stats(&self, _id: PairId) -> Option<PairStats> {
         None
+    }
+    fn set_media(
+        &self,
+        _id: PairId,
+        _from: relay::Side,
+        _media: DirectionMedia,
+    ) -> Result<(), RelayError> {
+        Ok(())
+    }
+    fn inject_dtmf(
+        &self,
+        _id: PairId,
+        _toward: relay::Side,
+        _event: DtmfInjection,
+    ) -> Result<(), RelayError> {
+        Ok(())
     }
 }
 
@@ -319,6 +381,32 @@ impl MediaController {
         body: &[u8],
         source: IpAddr,
     ) -> Result<Vec<u8>, MediaError> {
+        self.take_sdp(now, s, from, body, source, true)
+    }
+
+    /// [`Self::on_sdp`] for an SDP whose body for the other leg is not sent (the answer of a
+    /// leg replacing a transferor): the other leg keeps reading media with the payload numbers
+    /// it was given before.
+    pub fn on_sdp_not_relayed(
+        &mut self,
+        now: Instant,
+        s: &mut MediaSession,
+        from: Leg,
+        body: &[u8],
+        source: IpAddr,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.take_sdp(now, s, from, body, source, false)
+    }
+
+    fn take_sdp(
+        &mut self,
+        now: Instant,
+        s: &mut MediaSession,
+        from: Leg,
+        body: &[u8],
+        source: IpAddr,
+        relayed: bool,
+    ) -> Result<Vec<u8>, MediaError> {
         if !s.anchored {
             return Ok(body.to_vec());
         }
@@ -396,6 +484,12 @@ impl MediaController {
             let st = &mut s.streams[i];
             st.clock_rate[x] = clock;
             st.mux[x] = m.rtcp_mux;
+            let numbering = Numbering::from_media(m);
+            if relayed {
+                // The body toward the other leg keeps these payload numbers.
+                st.told[y] = Some(numbering.clone());
+            }
+            st.numbering[x] = Some(numbering);
             if let Some([ea, eb]) = st.pending.take() {
                 // First SDP for this stream: open both pairs with what is known so far.
                 let ice = s.ice[x].as_ref().map(|(u, p)| IceCredentials {
@@ -457,7 +551,68 @@ impl MediaController {
                 }
             }
         }
+        self.install_directions(s)?;
         self.rewrite_toward(s, &sdp, from.other(), y)
+    }
+
+    /// Gives the relay each stream's per-direction instructions (payload renumbering, DTMF)
+    /// where they changed.
+    fn install_directions(&self, s: &mut MediaSession) -> Result<(), MediaError> {
+        for st in s.streams.iter_mut().filter(|st| !st.rejected) {
+            let Some((rtp_id, _)) = st.pairs else { continue };
+            for (x, leg) in [(0, Leg::A), (1, Leg::B)] {
+                let y = 1 - x;
+                let plan = plan_direction(
+                    st.told[x].as_ref(),
+                    st.numbering[x].as_ref(),
+                    st.numbering[y].as_ref(),
+                    s.dtmf[y],
+                );
+                if st.installed[x].as_ref() != Some(&plan) {
+                    self.relay.set_media(rtp_id, leg.relay_side(), plan.clone())?;
+                    st.installed[x] = Some(plan);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How each leg's peer wants DTMF (call set-up, fail-over, a transfer replacing a leg);
+    /// the relay is told at once for streams already open.
+    pub fn set_dtmf_modes(
+        &mut self,
+        s: &mut MediaSession,
+        modes: [crate::config::DtmfMode; 2],
+    ) -> Result<(), MediaError> {
+        s.dtmf = modes;
+        if s.anchored {
+            self.install_directions(s)?;
+        }
+        Ok(())
+    }
+
+    /// Plays `event` as RFC 4733 packets into the first stream toward `toward` that negotiated
+    /// telephone-event.
+    pub fn inject_dtmf(
+        &self,
+        s: &MediaSession,
+        toward: Leg,
+        event: DtmfInjection,
+    ) -> Result<(), DtmfUnavailable> {
+        if !s.anchored {
+            return Err(DtmfUnavailable::NotAnchored);
+        }
+        let from = toward.other().idx();
+        let stream = s.streams.iter().find(|st| {
+            !st.rejected
+                && st.pairs.is_some()
+                && st.installed[from].as_ref().is_some_and(|d| d.events_out.is_some())
+        });
+        let Some((rtp_id, _)) = stream.and_then(|st| st.pairs) else {
+            return Err(DtmfUnavailable::NoTelephoneEvent);
+        };
+        self.relay.inject_dtmf(rtp_id, toward.relay_side(), event)?;
+        Ok(())
     }
 
     /// Builds the body for leg `to` (index `y`) from `sdp`.
@@ -539,6 +694,8 @@ impl MediaController {
             self.owners.remove(&rtcp);
         }
         st.pending = None;
+        // Pairs opened later for this m= line start without instructions.
+        st.installed = [None, None];
         if let Some(ports) = st.ports.take() {
             for (leg, port) in ports.iter().enumerate() {
                 if let Some(z) =

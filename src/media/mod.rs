@@ -1,11 +1,13 @@
 //! Media: relay ports, per-call sessions, SDP anchoring, and the relay data plane.
 
 pub mod controller;
+pub mod numbering;
 pub mod ports;
 pub mod relay;
 pub mod session;
 
 pub use controller::{
-    Leg, MediaController, MediaError, MediaSettings, MediaTotals, MediaZone, RelayControl,
+    DtmfUnavailable, Leg, MediaController, MediaError, MediaSettings, MediaTotals, MediaZone,
+    RelayControl,
 };
 pub use session::MediaSession;

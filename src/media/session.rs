@@ -1,8 +1,10 @@
 //! `MediaSession`: one call's media state — its streams, their relay ports and pairs, and the
 //! SDP identity sipborder presents to each leg.
 
+use super::numbering::Numbering;
 use super::ports::PortPair;
-use super::relay::PairId;
+use super::relay::{DirectionMedia, PairId};
+use crate::config::DtmfMode;
 use crate::transport::flow::ZoneId;
 use std::net::SocketAddr;
 
@@ -25,6 +27,12 @@ pub struct Stream {
     pub clock_rate: [u32; 2],
     /// Rejected (port 0) or not RTP.
     pub rejected: bool,
+    /// Each leg's payload numbering, from its own last SDP.
+    pub numbering: [Option<Numbering>; 2],
+    /// The numbering in the SDP sipborder last sent each leg.
+    pub told: [Option<Numbering>; 2],
+    /// Relay instructions installed for media from each leg.
+    pub installed: [Option<DirectionMedia>; 2],
 }
 
 /// The `o=` identity and last body sent toward one leg.
@@ -53,6 +61,8 @@ pub struct MediaSession {
     pub out: [OutgoingSdp; 2],
     /// ICE-lite credentials (ufrag, pwd) presented to a leg that does ICE.
     pub ice: [Option<(String, String)>; 2],
+    /// How each leg's peer wants DTMF.
+    pub dtmf: [DtmfMode; 2],
 }
 
 impl MediaSession {
@@ -68,6 +78,7 @@ impl MediaSession {
                 OutgoingSdp { sess_id: sess_id + 1, version: 1, last: None },
             ],
             ice: [None, None],
+            dtmf: [DtmfMode::Passthrough; 2],
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Conventions (Prometheus): `sipborder_` prefix, base units (seconds, bytes), `_total` for
 //! counters, bounded label sets only (`zone`, `trunk`, `direction`, `method`, `class`, `result`,
-//! `cause`, `reason`, `action`) — never Call-IDs, numbers or addresses.
+//! `cause`, `reason`, `action`, `conversion`) — never Call-IDs, numbers or addresses.
 
 /// Calls ended, by `zone` (of leg A), `trunk` (of leg B), `result`.
 pub const CALLS_TOTAL: &str = "sipborder_calls_total";
@@ -66,6 +66,10 @@ pub const CDR_RECORDS_WRITTEN_TOTAL: &str = "sipborder_cdr_records_written_total
 pub const CDR_RECORDS_DROPPED_TOTAL: &str = "sipborder_cdr_records_dropped_total";
 /// CDR file errors, by `op` (open, write, flush, rotate, prune, encode).
 pub const CDR_ERRORS_TOTAL: &str = "sipborder_cdr_errors_total";
+/// DTMF key presses converted between the legs (`trunks[].dtmf`), by `conversion`
+/// (info_to_rfc4733, rfc4733_to_info) and `result` (converted; dropped: the receiving leg
+/// negotiated no telephone-event or had no confirmed dialog; invalid: an unreadable INFO body).
+pub const DTMF_EVENTS_TOTAL: &str = "sipborder_dtmf_events_total";
 
 /// Session-timer refreshes (RFC 4028), by `result`: `sent` (sipborder refreshed a leg),
 /// `answered` (a peer's refresh answered by sipborder), `failed` (our refresh refused or timed
@@ -164,6 +168,11 @@ pub const ALL: &[Metric] = &[
     m(CDR_ERRORS_TOTAL, Kind::Counter, "CDR file errors, by operation."),
     m(SESSION_REFRESHES_TOTAL, Kind::Counter, "Session-timer refreshes, by result."),
     m(TRANSFERS_TOTAL, Kind::Counter, "Transfers performed by sipborder, by result."),
+    m(
+        DTMF_EVENTS_TOTAL,
+        Kind::Counter,
+        "DTMF key presses converted between SIP INFO and RFC 4733, by conversion and result.",
+    ),
 ];
 
 #[cfg(test)]

@@ -84,7 +84,9 @@ impl Server {
         };
         let router = Arc::new(Router::from_config(cfg));
         let bound = sockets::bind_all(cfg)?;
-        // Relay events (media timeouts) go to the shard owning the pair.
+        // Relay events (media timeouts, finished DTMF events) go to the shard owning the pair.
+        // Unbounded so a relay thread never blocks; they come per call or per key press, never
+        // per packet, so the channel's block allocations stay off the packet path.
         let mut relay_txs = Vec::with_capacity(shard_count);
         let mut relay_rxs = Vec::with_capacity(shard_count);
         for _ in 0..shard_count {
@@ -93,12 +95,7 @@ impl Server {
             relay_rxs.push(rx);
         }
         let on_event: crate::media::relay::EventHandler = Arc::new(move |ev: RelayEvent| {
-            let id = match &ev {
-                RelayEvent::MediaTimeout { id, .. }
-                | RelayEvent::Latched { id, .. }
-                | RelayEvent::Closed { id }
-                | RelayEvent::OpenFailed { id, .. } => *id,
-            };
+            let id = ev.pair();
             if let Some(tx) = relay_txs.get(MediaController::shard_of_pair(id)) {
                 let _ = tx.send(ev);
             }

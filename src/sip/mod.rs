@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod callid;
+pub mod dtmf_info;
 pub mod headers;
 pub mod message;
 pub mod normalize;

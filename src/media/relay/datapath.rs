@@ -11,7 +11,8 @@
 //!   `sendmmsg` of the same slab slots on its partner. Two syscalls per packet at low rates.
 //!
 //! Per packet neither allocates, locks or copies payload: the datagram lands in a preallocated
-//! buffer and that same buffer is handed to the kernel for sending.
+//! buffer, the plane may rewrite a few header bytes in it (payload type, sequence number), and
+//! that same buffer is handed to the kernel for sending.
 
 use super::net::{self, RawAddr};
 use super::worker::{drain_eventfd, Plane, Verdict};
@@ -182,7 +183,7 @@ impl EpollPath {
                 }
                 let len = h.msg_len as usize;
                 let src = self.names[i].decode_received(h.msg_hdr.msg_namelen);
-                let data = &self.slab[i * BUF_SIZE..i * BUF_SIZE + len];
+                let data = &mut self.slab[i * BUF_SIZE..i * BUF_SIZE + len];
                 if let Verdict::Forward { out, fd, dest } = plane.on_packet(slot, src, data, now) {
                     self.out_names[k] = dest;
                     self.out_iov[k] =
@@ -385,6 +386,19 @@ impl BufRing {
             )
         }
     }
+
+    /// Buffer `bid` for in-place rewriting before it is sent on.
+    #[inline]
+    fn buf_mut(&mut self, bid: u16) -> &mut [u8] {
+        // SAFETY: as for `buf`; `&mut self` makes this the only view of the buffer, and the
+        // kernel gets it back (send, or the ring) only after this borrow ends.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.bufs.ptr.as_ptr().add(usize::from(bid) * BUF_SIZE),
+                BUF_SIZE,
+            )
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -579,10 +593,20 @@ impl UringPath {
                             if let Some(bid) = cqueue::buffer_select(flags) {
                                 let mut forwarded = false;
                                 if res >= 0 {
-                                    match RecvMsgOut::parse(bufs.buf(bid), hdr) {
+                                    // Source and payload position first: the parsed view
+                                    // borrows the buffer the plane then rewrites in place.
+                                    let parsed = match RecvMsgOut::parse(bufs.buf(bid), hdr) {
                                         Ok(m) if !m.is_payload_truncated() => {
-                                            let src = net::decode(m.name_data());
-                                            let data = m.payload_data();
+                                            let base = bufs.buf(bid).as_ptr() as usize;
+                                            let p = m.payload_data();
+                                            let start = p.as_ptr() as usize - base;
+                                            Some((net::decode(m.name_data()), start, p.len()))
+                                        }
+                                        _ => None,
+                                    };
+                                    match parsed {
+                                        Some((src, start, len)) => {
+                                            let data = &mut bufs.buf_mut(bid)[start..start + len];
                                             if let Verdict::Forward { out, fd, dest } =
                                                 plane.on_packet(slot, src, data, now)
                                             {
@@ -609,7 +633,7 @@ impl UringPath {
                                                 forwarded = true;
                                             }
                                         }
-                                        _ => plane.note_invalid(slot),
+                                        None => plane.note_invalid(slot),
                                     }
                                 }
                                 if !forwarded {

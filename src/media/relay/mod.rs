@@ -17,18 +17,31 @@
 //!
 //! The per-packet loop lives in `datapath.rs` behind the `Datapath` trait: io_uring (multishot
 //! receives, provided buffers, batched sends) or epoll with `recvmmsg`/`sendmmsg`.
+//!
+//! Per direction, [`Relay::set_media`] installs a payload-type renumbering (the legs negotiated
+//! different numbers for the same codec) and DTMF handling, applied in the receive buffer
+//! (`rewrite.rs`): RFC 4733 events can be taken out of a stream and reported as
+//! [`RelayEvent::Dtmf`] (the other leg wants SIP INFO), and [`Relay::inject_dtmf`] plays events
+//! into a stream (`dtmf.rs`), with the sequence numbers of relayed packets shifted so the
+//! receiver sees one stream.
 
 mod datapath;
+mod direction;
+mod dtmf;
 mod latch;
 mod net;
+mod rewrite;
 mod stats;
 mod stun;
+mod telephone_event;
 mod worker;
 
 #[cfg(test)]
 mod tests;
 
+pub use direction::{DirectionMedia, DtmfInjection, EventFormat, PayloadMap, PayloadSet};
 pub use stats::DirectionStats;
+pub use telephone_event::TelephoneEvent;
 
 use stats::DirCounters;
 use std::collections::HashMap;
@@ -204,6 +217,32 @@ pub enum RelayEvent {
         /// Why.
         reason: String,
     },
+    /// An RFC 4733 event arriving on `side` finished and was taken out of the stream (the
+    /// direction has `events_to_signalling`). Sent once per key press — never per packet — so
+    /// the handler's channel sees a few a second at most per call and may allocate.
+    Dtmf {
+        /// The pair.
+        id: PairId,
+        /// The endpoint the event arrived on.
+        side: Side,
+        /// Event code (0–9, 10 `*`, 11 `#`, 12–15 A–D, 16 flash).
+        event: u8,
+        /// How long it lasted.
+        duration: Duration,
+    },
+}
+
+impl RelayEvent {
+    /// The pair the event is about.
+    pub fn pair(&self) -> PairId {
+        match self {
+            RelayEvent::MediaTimeout { id, .. }
+            | RelayEvent::Latched { id, .. }
+            | RelayEvent::Closed { id }
+            | RelayEvent::OpenFailed { id, .. }
+            | RelayEvent::Dtmf { id, .. } => *id,
+        }
+    }
 }
 
 /// Receives [`RelayEvent`]s on a worker thread; must not block (e.g. an unbounded tokio sender).
@@ -467,6 +506,30 @@ impl Relay {
     pub fn update(&self, id: PairId, side: Side, peer: PeerSpec) -> Result<(), RelayError> {
         let worker = self.worker_of(id)?;
         self.send(worker, Command::Update { id, side, peer })
+    }
+
+    /// Installs how media arriving on `from` is rewritten and what happens to its DTMF events
+    /// (replaces the previous instructions; the stream's sequence shift carries on).
+    pub fn set_media(
+        &self,
+        id: PairId,
+        from: Side,
+        media: DirectionMedia,
+    ) -> Result<(), RelayError> {
+        let worker = self.worker_of(id)?;
+        self.send(worker, Command::Media { id, from, media: Box::new(media) })
+    }
+
+    /// Plays an RFC 4733 event into the stream leaving toward `toward` (asynchronously; ignored
+    /// when that direction has no telephone-event format).
+    pub fn inject_dtmf(
+        &self,
+        id: PairId,
+        toward: Side,
+        event: DtmfInjection,
+    ) -> Result<(), RelayError> {
+        let worker = self.worker_of(id)?;
+        self.send(worker, Command::InjectDtmf { id, toward, event })
     }
 
     /// Stops relaying and closes the pair's sockets (asynchronously: [`RelayEvent::Closed`]

@@ -1,6 +1,9 @@
 //! End-to-end tests of the relay through real UDP sockets on 127.0.0.1, run against both
 //! datapaths, plus the allocation count of the packet path.
 
+mod cost;
+mod dtmf;
+
 use super::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -496,46 +499,84 @@ fn sockets_get_dscp_ef() {
     assert_eq!(socket2::SockRef::from(&s6).tclass_v6().unwrap(), net::DSCP_EF_TOS);
 }
 
+/// Relays 100k packets (both directions) after `prepare` and a 2k warm-up, and asserts the
+/// worker thread allocated nothing meanwhile.
+fn assert_packet_path_does_not_allocate(
+    kind: DatapathKind,
+    id: u64,
+    prepare: impl FnOnce(&Harness, &UdpSocket, &UdpSocket, SocketAddr, SocketAddr),
+) {
+    let group = NEXT_GROUP.fetch_add(1, Ordering::Relaxed) % GROUPS;
+    let h = start_with(kind, |c| {
+        c.on_event = None;
+        c.on_thread_start = Some(Arc::new(move |_| GROUP.with(|g| g.set(group))));
+    });
+    let (pa, pb) = (udp(), udp());
+    let (ra, rb) = open(&h, id, PeerSpec::strict(addr(&pa)), PeerSpec::strict(addr(&pb)));
+    prepare(&h, &pa, &pb, ra, rb);
+    let relay_counters = || ALLOCS[group].load(Ordering::Relaxed);
+
+    let mut buf = [0u8; 2048];
+    let mut pump = |from: u32, count: u32| {
+        let (mut sent, mut got) = (0u32, 0u32);
+        while got < count {
+            while sent < count && sent - got < 64 {
+                let seq = (from + sent) as u16;
+                // Both directions, so both endpoints' paths are exercised.
+                if sent % 2 == 0 {
+                    pa.send_to(&rtp(1, seq, u32::from(seq) * 160, 172), ra).unwrap();
+                } else {
+                    pb.send_to(&rtp(2, seq, u32::from(seq) * 160, 172), rb).unwrap();
+                }
+                sent += 1;
+            }
+            let sock = if got % 2 == 0 { &pb } else { &pa };
+            sock.recv_from(&mut buf).expect("relayed packet");
+            got += 1;
+        }
+    };
+    pump(0, 2_000);
+    let before = relay_counters();
+    pump(2_000, 100_000);
+    let after = relay_counters();
+    let s = h.stats(id);
+    assert_eq!(s.a_to_b.packets + s.b_to_a.packets, 102_000, "{kind:?}");
+    assert_eq!(after - before, 0, "{kind:?}: worker allocated during 100k packets");
+    assert!(before > 0, "{kind:?}: counting did not reach the worker thread");
+}
+
 /// 100k relayed packets cause no allocation on the worker thread once warmed up.
 #[test]
 fn packet_path_does_not_allocate() {
     for kind in KINDS {
-        let group = NEXT_GROUP.fetch_add(1, Ordering::Relaxed) % GROUPS;
-        let h = start_with(kind, |c| {
-            c.on_event = None;
-            c.on_thread_start = Some(Arc::new(move |_| GROUP.with(|g| g.set(group))));
-        });
-        let (pa, pb) = (udp(), udp());
-        let (ra, rb) = open(&h, 11, PeerSpec::strict(addr(&pa)), PeerSpec::strict(addr(&pb)));
-        let relay_counters = || ALLOCS[group].load(Ordering::Relaxed);
+        assert_packet_path_does_not_allocate(kind, 11, |_, _, _, _, _| {});
+    }
+}
 
-        let mut buf = [0u8; 2048];
-        let mut pump = |from: u32, count: u32| {
-            let (mut sent, mut got) = (0u32, 0u32);
-            while got < count {
-                while sent < count && sent - got < 64 {
-                    let seq = (from + sent) as u16;
-                    // Both directions, so both endpoints' paths are exercised.
-                    if sent % 2 == 0 {
-                        pa.send_to(&rtp(1, seq, u32::from(seq) * 160, 172), ra).unwrap();
-                    } else {
-                        pb.send_to(&rtp(2, seq, u32::from(seq) * 160, 172), rb).unwrap();
-                    }
-                    sent += 1;
-                }
-                let sock = if got % 2 == 0 { &pb } else { &pa };
-                sock.recv_from(&mut buf).expect("relayed packet");
-                got += 1;
+/// The same with the per-direction rewrite busy on every packet: payload types renumbered one
+/// way, and the other way's sequence numbers shifted by an event injected earlier.
+#[test]
+fn rewriting_packet_path_does_not_allocate() {
+    for kind in KINDS {
+        assert_packet_path_does_not_allocate(kind, 12, |h, pa, _pb, ra, _rb| {
+            let mut map = PayloadMap::identity();
+            map.set(1, 8);
+            let a = DirectionMedia { payload_map: map, ..Default::default() };
+            h.relay.set_media(PairId(12), Side::A, a).unwrap();
+            let b = DirectionMedia {
+                events_out: Some(EventFormat { payload_type: 101, clock_rate: 8000 }),
+                ..Default::default()
+            };
+            h.relay.set_media(PairId(12), Side::B, b).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let inj = DtmfInjection { event: 1, duration: Duration::from_millis(60), volume: 10 };
+            h.relay.inject_dtmf(PairId(12), Side::A, inj).unwrap();
+            // 2 updates + 3 end packets reach A; the stream B→A is shifted by 5 from here on.
+            for _ in 0..5 {
+                let (p, from) = recv(pa);
+                assert_eq!((p[1] & 0x7f, from), (101, ra), "{kind:?}");
             }
-        };
-        pump(0, 2_000);
-        let before = relay_counters();
-        pump(2_000, 100_000);
-        let after = relay_counters();
-        let s = h.stats(11);
-        assert_eq!(s.a_to_b.packets + s.b_to_a.packets, 102_000, "{kind:?}");
-        assert_eq!(after - before, 0, "{kind:?}: worker allocated during 100k packets");
-        assert!(before > 0, "{kind:?}: counting did not reach the worker thread");
+        });
     }
 }
 

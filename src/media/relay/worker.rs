@@ -2,8 +2,11 @@
 //! commands and housekeeping. The datapath moves the bytes; the plane says where they go.
 
 use super::datapath::{self, Datapath};
+use super::direction::{DirectionMedia, DtmfInjection};
+use super::dtmf::Detected;
 use super::latch::{Admit, Latch, Probe};
 use super::net::RawAddr;
+use super::rewrite::{DirectionState, RtpAction};
 use super::stats::{bump, RtpReceiver};
 use super::stun::{is_stun, IceAgent, StunAction};
 use super::{
@@ -21,7 +24,23 @@ use std::time::{Duration, Instant};
 /// Control commands from the signalling side, applied between datapath polls.
 pub(crate) enum Command {
     Open(Box<OpenPair>),
-    Update { id: PairId, side: Side, peer: PeerSpec },
+    Update {
+        id: PairId,
+        side: Side,
+        peer: PeerSpec,
+    },
+    /// Rewrite/DTMF instructions for media arriving on `from`.
+    Media {
+        id: PairId,
+        from: Side,
+        media: Box<DirectionMedia>,
+    },
+    /// Play an event into the stream leaving toward `toward`.
+    InjectDtmf {
+        id: PairId,
+        toward: Side,
+        event: DtmfInjection,
+    },
     Close(PairId),
 }
 
@@ -138,7 +157,10 @@ pub(crate) fn run(
         if waker.stop.load(Acquire) {
             break;
         }
-        let timeout = next_housekeeping.saturating_duration_since(now);
+        plane.run_injections(Instant::now());
+        let wake =
+            plane.next_injection(now).map_or(next_housekeeping, |t| t.min(next_housekeeping));
+        let timeout = wake.saturating_duration_since(now);
         if let Err(e) = dp.poll(&mut plane, timeout) {
             // Persistent failure must not spin a core; log at most once a second.
             if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
@@ -148,6 +170,7 @@ pub(crate) fn run(
             std::thread::sleep(Duration::from_millis(1));
         }
         now = Instant::now();
+        plane.run_injections(now);
         if now >= next_housekeeping {
             plane.housekeeping(now);
             next_housekeeping = now + cfg.housekeeping;
@@ -234,6 +257,8 @@ pub(crate) struct Endpoint {
     last_rtp: Option<Instant>,
     shared: Arc<PairShared>,
     ice: Option<IceAgent>,
+    /// Rewrite and DTMF state of the media arriving here (leaving through the partner).
+    dir: DirectionState,
 }
 
 struct PairRec {
@@ -253,6 +278,18 @@ pub(crate) struct Plane {
     closing: HashMap<PairId, u8>,
     epoch: Instant,
     on_event: Option<EventHandler>,
+    /// Slots whose direction is playing injected events: the only ones the timer walks.
+    injecting: Vec<u32>,
+}
+
+/// Reports a finished DTMF event. This runs once per key press, never per packet, so the
+/// handler's channel (which may allocate now and then) stays off the packet path.
+fn report_dtmf(on_event: &Option<EventHandler>, id: PairId, side: Side, clock: u32, d: Detected) {
+    if let Some(f) = on_event {
+        let micros = u64::from(d.duration) * 1_000_000 / u64::from(clock.max(1));
+        let duration = Duration::from_micros(micros);
+        f(RelayEvent::Dtmf { id, side, event: d.event, duration });
+    }
 }
 
 impl Plane {
@@ -264,6 +301,7 @@ impl Plane {
             closing: HashMap::new(),
             epoch,
             on_event,
+            injecting: Vec::new(),
         }
     }
 
@@ -287,13 +325,14 @@ impl Plane {
         }
     }
 
-    /// The per-packet decision: latch check, stats, where to send. No allocation, no lock.
+    /// The per-packet decision: latch check, stats, the direction's in-place rewrite (payload
+    /// type, sequence number), where to send. No allocation, no lock.
     #[inline]
     pub(crate) fn on_packet(
         &mut self,
         slot: u32,
         src: Option<SocketAddr>,
-        data: &[u8],
+        data: &mut [u8],
         now: &Now,
     ) -> Verdict {
         let Some(Some(ep)) = self.slots.get_mut(slot as usize) else {
@@ -338,6 +377,13 @@ impl Plane {
                 c.ssrc.store(1 << 32 | u64::from(ssrc), Relaxed);
                 c.last_rtp.store(now.ns + 1, Relaxed);
                 ep.last_rtp = Some(now.instant);
+                let (id, side, clock) = (ep.id, ep.side, ep.dir.events_in_clock());
+                let on_event = &self.on_event;
+                let emit = |d| report_dtmf(on_event, id, side, clock, d);
+                if ep.dir.on_rtp(data, ssrc, seq, ts, now.instant, emit) == RtpAction::Suppress {
+                    c.last_packet.store(now.ns + 1, Relaxed);
+                    return Verdict::Drop;
+                }
             }
             Class::Rtcp { .. } => {
                 bump(&c.rtcp_packets, 1);
@@ -436,7 +482,98 @@ impl Plane {
                     ep.shared.dirs[side.index()].peer.store(dest);
                 }
             }
+            Command::Media { id, from, media } => {
+                if let Some(ep) = self.endpoint_mut(id, from) {
+                    ep.dir.configure(*media);
+                }
+            }
+            Command::InjectDtmf { id, toward, event } => {
+                // The stream toward `toward` is the media arriving on the other side.
+                let from = match toward {
+                    Side::A => Side::B,
+                    Side::B => Side::A,
+                };
+                let Some(slot) = self.pairs.get(&id).map(|r| r.slots[from.index()]) else {
+                    return;
+                };
+                let Some(Some(ep)) = self.slots.get_mut(slot as usize) else { return };
+                if !ep.dir.inject(event) {
+                    tracing::debug!(
+                        ?id,
+                        "DTMF injection refused: no telephone-event or queue full"
+                    );
+                    return;
+                }
+                if !self.injecting.contains(&slot) {
+                    self.injecting.push(slot);
+                }
+            }
             Command::Close(id) => self.close(id, dp),
+        }
+    }
+
+    fn endpoint_mut(&mut self, id: PairId, side: Side) -> Option<&mut Endpoint> {
+        let slot = self.pairs.get(&id)?.slots[side.index()];
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// When the next injected event packet is due, if any is playing.
+    pub(crate) fn next_injection(&self, now: Instant) -> Option<Instant> {
+        self.injecting
+            .iter()
+            .filter_map(|&s| self.slots.get(s as usize)?.as_ref()?.dir.next_injection(now))
+            .min()
+    }
+
+    /// Sends the injected event packets due at `now` out of the partner of each injecting
+    /// endpoint, straight from a stack buffer.
+    pub(crate) fn run_injections(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.injecting.len() {
+            let slot = self.injecting[i];
+            let out = match self.slots.get(slot as usize) {
+                Some(Some(ep)) if ep.live => match self.slots.get(ep.partner as usize) {
+                    Some(Some(o)) if o.live => Some((o.fd, o.dest)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(Some(ep)) = self.slots.get_mut(slot as usize) else {
+                self.injecting.swap_remove(i);
+                continue;
+            };
+            let Some((fd, dest)) = out.filter(|_| ep.live) else {
+                self.injecting.swap_remove(i);
+                continue;
+            };
+            // The pair id names the stream when nothing was relayed yet.
+            let fallback_ssrc = (ep.id.0 as u32) ^ 0x5b0d_e700;
+            let mut pkt = [0u8; super::telephone_event::PACKET_LEN];
+            while ep.dir.poll_injection(now, fallback_ssrc, &mut pkt) {
+                if dest.is_none() {
+                    continue;
+                }
+                // SAFETY: `pkt` and `dest` are live for the call; `fd` is the partner's socket,
+                // open while the partner is live.
+                let r = unsafe {
+                    libc::sendto(
+                        fd,
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        libc::MSG_DONTWAIT,
+                        dest.as_ptr(),
+                        dest.socklen(),
+                    )
+                };
+                if r < 0 {
+                    bump(&ep.shared.dirs[ep.side.index()].send_errors, 1);
+                }
+            }
+            if ep.dir.injecting() {
+                i += 1;
+            } else {
+                self.injecting.swap_remove(i);
+            }
         }
     }
 
@@ -466,6 +603,7 @@ impl Plane {
                 last_rtp: None,
                 shared: shared.clone(),
                 ice: end.ice,
+                dir: DirectionState::default(),
             };
             slots[i] = self.alloc_slot(ep);
         }
@@ -513,6 +651,14 @@ impl Plane {
 
     /// Media timeouts: a pair with no RTP in either direction for its limit is reported once.
     pub(crate) fn housekeeping(&mut self, now: Instant) {
+        for rec in self.pairs.values() {
+            for s in rec.slots {
+                let Some(Some(ep)) = self.slots.get_mut(s as usize) else { continue };
+                let (id, side, clock) = (ep.id, ep.side, ep.dir.events_in_clock());
+                let on_event = &self.on_event;
+                ep.dir.expire_events(now, |d| report_dtmf(on_event, id, side, clock, d));
+            }
+        }
         for (id, rec) in self.pairs.iter_mut() {
             let Some(limit) = rec.media_timeout else { continue };
             let mut last = rec.since;

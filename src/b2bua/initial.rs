@@ -99,6 +99,7 @@ impl B2bua {
         let binding = self.binding_target(&msg);
         let route = self.router.route(flow.zone, &user);
         if route.is_none() && binding.is_none() {
+            self.strike(now, flow, crate::security::Reason::UnknownUser);
             self.reply_local(now, tl, tx, &msg, flow, 404, Some("No Route"), &[]);
             return;
         }
@@ -113,6 +114,10 @@ impl B2bua {
             route.map(|r| r.targets.clone()).unwrap_or_default()
         };
         let route_media = route.map_or(self.router.default_media(), |r| r.media);
+        // Counted against the trunk it comes from, else the first it goes to.
+        let cap_trunk =
+            self.router.trunk_by_source(flow.zone, flow.remote).or(targets.first().copied());
+        let Ok(admitted) = self.admit_call(now, tx, &msg, flow, cap_trunk, tl) else { return };
         let key = self.alloc_call_key();
         let a_tag = new_tag(&mut self.rng);
         let from = msg.header("From").unwrap_or("");
@@ -199,6 +204,7 @@ impl B2bua {
             answered: None,
             from_user,
             to_user,
+            admitted,
         };
         self.dialogs.insert((call.a.call_id.clone(), a_tag), (key, Side::A));
         self.invite_servers.insert(tx, key);

@@ -6,6 +6,7 @@
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
 //! provisional retransmission).
 
+pub mod admission;
 mod anchoring;
 pub mod call;
 mod call_timers;

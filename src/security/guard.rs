@@ -735,6 +735,11 @@ impl EdgeGuard {
         Ok(())
     }
 
+    /// Retry-After seconds of a 503 for a full cap with no refill time (`busy_retry_after`).
+    pub fn busy_retry_after(&self) -> u32 {
+        self.busy_retry_after
+    }
+
     /// True when `zone` is marked trusted.
     pub fn zone_trusted(&self, zone: ZoneId) -> bool {
         self.zones.get(usize::from(zone.0)).is_some_and(|z| z.trusted)

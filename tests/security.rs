@@ -277,6 +277,7 @@ fn svwar_cannot_tell_users_apart_and_an_enumerating_source_is_banned() {
     assert!(known.starts_with("SIP/2.0 407"), "{known}");
     assert_eq!(shape(known), shape(unknown));
     let answered = answers.iter().filter(|(_, a)| a.is_some()).count();
+    eprintln!("svwar sweep: {answered} of {} REGISTERs answered before the ban", answers.len());
     assert!(answered < answers.len(), "the sweep was never cut off: {answers:?}");
     assert_eq!(
         wait_banned(&sbc, "127.0.0.1", Duration::from_secs(5)).as_deref(),
@@ -293,6 +294,7 @@ fn svcrack_is_banned_after_a_few_failures_and_a_legit_phone_still_calls() {
     let yaml =
         auth_lan(&p, &dir, "security:\n  scanner: {enabled: false}\n  ban: {auth_failures: 4}\n");
     let sbc = Sbc::start(p, &yaml);
+    let started = Instant::now();
     let out = sipvicious(
         "svcrack",
         &[
@@ -313,6 +315,10 @@ fn svcrack_is_banned_after_a_few_failures_and_a_legit_phone_still_calls() {
         sbc.log()
     );
     let failures = sbc.metric("sipborder_auth_failures_total{");
+    eprintln!(
+        "svcrack: banned after {failures} failed digests; svcrack gave up after {:?}",
+        started.elapsed()
+    );
     assert!(
         (4.0..20.0).contains(&failures),
         "svcrack got {failures} tries of 200\n{}",

@@ -43,8 +43,29 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// List or lift source bans on a running sipborder (through its metrics listener).
+    Bans {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<BansCommand>,
+        /// Base URL of the metrics/admin listener.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9091")]
+        admin: String,
+    },
     /// Print the version.
     Version,
+}
+
+/// `sipborder bans ...`.
+#[derive(Debug, Subcommand)]
+pub enum BansCommand {
+    /// Print the bans in force (JSON).
+    List,
+    /// Lift the ban of one source.
+    Lift {
+        /// The banned address.
+        ip: std::net::IpAddr,
+    },
 }
 
 /// `sipborder policy ...`.

@@ -4,6 +4,7 @@
 //! (see docs/ARCHITECTURE.md). The protocol layers are sans-IO state machines driven by
 //! [`server`], the thin tokio layer that owns sockets and timers.
 
+pub mod admin_client;
 pub mod b2bua;
 pub mod cli;
 pub mod config;

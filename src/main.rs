@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use sipborder::cli::{Cli, Command, PolicyCommand};
+use sipborder::cli::{BansCommand, Cli, Command, PolicyCommand};
 use sipborder::config::{self, Config};
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,6 +55,26 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)
+            }
+        }
+        Command::Bans { command, admin } => {
+            let (method, path) = match command.unwrap_or(BansCommand::List) {
+                BansCommand::List => ("GET", "/bans".to_string()),
+                BansCommand::Lift { ip } => ("DELETE", format!("/bans/{ip}")),
+            };
+            match sipborder::admin_client::request(&admin, method, &path) {
+                Ok((status, body)) => {
+                    print!("{body}");
+                    if status == 200 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sipborder: {e}");
+                    ExitCode::from(2)
+                }
             }
         }
         Command::Policy { command: PolicyCommand::Test { policy, message, direction, zone } } => {
@@ -166,13 +186,17 @@ fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> 
     let rt = rt.build().context("starting the tokio runtime")?;
     apply_stun(&mut cfg);
     let outcome = rt.block_on(async move {
-        if let Some(m) = &cfg.metrics {
-            sipborder::observe::metrics::install(m.listen)?;
-        }
+        let metrics_endpoint = match &cfg.metrics {
+            Some(m) => Some(sipborder::observe::metrics::install(m.listen).await?),
+            None => None,
+        };
         if let Some(c) = &cfg.cdr {
             sipborder::observe::cdr::install(c.into()).context("starting the CDR writer")?;
         }
         let server = sipborder::server::Server::start(&cfg).await?;
+        if let Some(endpoint) = metrics_endpoint {
+            endpoint.serve(Some(server.security.clone()));
+        }
         tokio::spawn(sipborder::observe::metrics::sample_gauges(server.stats.clone(), server.zone_names.clone()));
         for z in &cfg.zones {
             tracing::info!(zone = %z.name, udp = ?z.udp, tcp = ?z.tcp, "listening");
@@ -191,9 +215,13 @@ fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> 
                     match new {
                         Ok(mut c) => {
                             apply_stun(&mut c);
-                            server.reload(&c).await;
-                            cfg = c;
-                            tracing::info!("configuration reloaded");
+                            match server.reload(&c).await {
+                                Ok(()) => {
+                                    cfg = c;
+                                    tracing::info!("configuration reloaded");
+                                }
+                                Err(e) => tracing::error!(error = %e, "reload rejected, keeping the running configuration"),
+                            }
                         }
                         Err(e) => tracing::error!(errors = %e, "reload rejected, keeping the running configuration"),
                     }
@@ -208,8 +236,10 @@ fn run(mut cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> 
                     let fresh = tokio::task::spawn_blocking(move || { apply_stun(&mut fresh); fresh }).await?;
                     if fresh.zones.iter().zip(&cfg.zones).any(|(a, b)| a.advertise != b.advertise) {
                         tracing::info!("public address changed, applying it");
-                        server.reload(&fresh).await;
-                        cfg = fresh;
+                        match server.reload(&fresh).await {
+                            Ok(()) => cfg = fresh,
+                            Err(e) => tracing::error!(error = %e, "public address change not applied"),
+                        }
                     }
                 }
                 _ = term.recv() => {

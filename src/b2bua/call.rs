@@ -248,6 +248,9 @@ pub struct Call {
     pub from_user: Option<String>,
     /// User part of A's Request-URI (the called number), for CDRs.
     pub to_user: Option<String>,
+    /// The call's admission (caps of its trunk, zone and source; a dialog slot), given back
+    /// when the call is dropped, however it ended.
+    pub admitted: Option<super::admission::Admitted>,
 }
 
 impl Call {

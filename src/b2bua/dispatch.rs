@@ -544,6 +544,10 @@ impl B2bua {
     /// Removes a call and its indexes, recording how it ended.
     pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
         let Some(mut call) = self.calls.remove(&key) else { return };
+        // A call refused as unknown by the far end counts toward an enumeration ban.
+        if matches!(final_code, 404 | 484 | 604) && call.answered.is_none() {
+            self.strike(now, call.a.flow, crate::security::Reason::UnknownUser);
+        }
         let mut media = [MediaTotals::default(); 2];
         if let Some(mut session) = call.media.take() {
             media = self.media.totals(&session);

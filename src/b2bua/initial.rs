@@ -99,6 +99,7 @@ impl B2bua {
         let binding = self.binding_target(&msg);
         let route = self.router.route(flow.zone, &user);
         if route.is_none() && binding.is_none() {
+            self.strike(now, flow, crate::security::Reason::UnknownUser);
             self.reply_local(now, tl, tx, &msg, flow, 404, Some("No Route"), &[]);
             return;
         }
@@ -113,6 +114,17 @@ impl B2bua {
             route.map(|r| r.targets.clone()).unwrap_or_default()
         };
         let route_media = route.map_or(self.router.default_media(), |r| r.media);
+        // Trunk caps count a call on its carrier side: the trunk it comes from when that trunk
+        // faces carriers, else the first trunk it goes to (a PBX's call to the ITSP counts
+        // against the ITSP).
+        let source_trunk = self.router.trunk_by_source(flow.zone, flow.remote);
+        let from_carrier = source_trunk
+            .and_then(|t| self.router.trunk(t))
+            .and_then(|t| self.router.zone(t.zone))
+            .is_some_and(|z| z.kind == crate::config::ZoneKind::Trunk);
+        let cap_trunk =
+            if from_carrier { source_trunk } else { targets.first().copied().or(source_trunk) };
+        let Ok(admitted) = self.admit_call(now, tx, &msg, flow, cap_trunk, tl) else { return };
         let key = self.alloc_call_key();
         let a_tag = new_tag(&mut self.rng);
         let from = msg.header("From").unwrap_or("");
@@ -199,6 +211,7 @@ impl B2bua {
             answered: None,
             from_user,
             to_user,
+            admitted,
         };
         self.dialogs.insert((call.a.call_id.clone(), a_tag), (key, Side::A));
         self.invite_servers.insert(tx, key);

@@ -6,6 +6,7 @@
 //! answered by sipborder itself and out-of-dialog relays), `call_timers` (2xx and reliable
 //! provisional retransmission), `dtmf` (SIP INFO ↔ RFC 4733 interworking).
 
+pub mod admission;
 mod anchoring;
 pub mod call;
 mod call_timers;

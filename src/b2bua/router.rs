@@ -110,6 +110,9 @@ pub struct Router {
     pub trunks: Vec<Trunk>,
     routes: Vec<Route>,
     default_media: MediaMode,
+    /// The edge guard (call admission, strikes); `None` in unit tests without one. Set by
+    /// the server when it builds the router, so a reload swaps both together.
+    pub guard: Option<Arc<crate::security::EdgeGuard>>,
 }
 
 /// Zones that bind relay sockets on the same IP and did not choose their own range would fight
@@ -266,7 +269,7 @@ impl Router {
             })
             .filter(|r| !r.targets.is_empty())
             .collect();
-        Router { zones, trunks, routes, default_media: cfg.media.mode }
+        Router { zones, trunks, routes, default_media: cfg.media.mode, guard: None }
     }
 
     /// Media mode for calls that match no route (calls to registered devices).

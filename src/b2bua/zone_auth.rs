@@ -65,14 +65,28 @@ impl B2bua {
             None => (false, false),
         };
         if failed {
+            self.strike(now, flow, crate::security::Reason::AuthFailed);
+        } else if !stale && !server.has_user(&claimed_user(msg)) {
+            // Same challenge on the wire; only the ban counter knows the user does not exist.
+            self.strike(now, flow, crate::security::Reason::UnknownUser);
+        }
+        if failed {
             let zone = self.router.zone(flow.zone).map(|z| z.name.clone()).unwrap_or_default();
-            metrics::counter!("sipborder_auth_failures_total", "zone" => zone).increment(1);
+            metrics::counter!(crate::observe::names::AUTH_FAILURES_TOTAL, "zone" => zone)
+                .increment(1);
             tracing::info!(source = %flow.remote, "digest authentication failed");
         }
         let challenge = make("Proxy-Authenticate", server.challenge(now, stale));
         self.reply_local(now, tl, tx, msg, flow, 407, None, &[challenge]);
         ZoneAuth::Challenged { failed }
     }
+}
+
+/// The user a request speaks for: the AOR (To) of a REGISTER, the caller (From) otherwise.
+fn claimed_user(msg: &SipMsg) -> String {
+    let header = if msg.method() == Method::Register { "To" } else { "From" };
+    let uri = crate::sip::headers::addr_uri(msg.header(header).unwrap_or(""));
+    crate::sip::headers::uri_user(uri).unwrap_or("").to_string()
 }
 
 /// The `uri=` parameter of a digest credentials value.

@@ -12,6 +12,9 @@ pub mod schema;
 pub(crate) mod locate;
 mod validate;
 
+#[cfg(test)]
+mod security_tests;
+
 pub use schema::*;
 
 use std::path::Path;

@@ -40,6 +40,10 @@ pub struct Config {
     /// Process-wide runtime knobs.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Security at the edge: ACLs, rate limits, call admission, bans, hard limits, what
+    /// untrusted zones are told (see `crate::security`).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
     /// Policy files compiled at load, by the path written in `trunks[].policies` (filled by
     /// the loader, never read from YAML).
     #[serde(skip)]

@@ -34,6 +34,7 @@ pub(super) fn validate(config: &Config, locator: &Locator, file: &str) -> Vec<Co
     c.metrics();
     c.media();
     c.trunk_edge();
+    c.security();
     c.errors
 }
 
@@ -372,6 +373,40 @@ impl Checker<'_> {
                     "relay ports {}-{} of {zb} overlap {}-{} of {za}{note} on the same address; \
                      give each zone its own range",
                     rb.low, rb.high, ra.low, ra.high
+                ),
+            );
+        }
+    }
+
+    /// The `security` block against the zones and trunks it names, and every trunk's address
+    /// inside its zone's ACL (else the trunk's own answers would be dropped).
+    fn security(&mut self) {
+        let sec = &self.config.security;
+        let zones: Vec<&str> = self.config.zones.iter().map(|z| z.name.as_str()).collect();
+        let trunks: Vec<&str> = self.config.trunks.iter().map(|t| t.name.as_str()).collect();
+        for p in sec.problems(&zones, &trunks) {
+            let mut segs = vec![Seg::from("security")];
+            segs.extend(p.path.iter().map(|s| match s {
+                crate::security::guard::PathStep::Key(k) => Seg::from(k.as_str()),
+                crate::security::guard::PathStep::Index(i) => Seg::from(*i),
+            }));
+            self.report(&segs, p.to_string());
+        }
+        for (i, t) in self.config.trunks.iter().enumerate() {
+            let Some(zs) = sec.zones.get(&t.zone) else { continue };
+            if zs.acl.allows(t.address.ip()) {
+                continue;
+            }
+            let note = self.line_note(path!["security", "zones", t.zone.as_str(), "acl"]);
+            self.report(
+                path!["trunks", i, "address"],
+                format!(
+                    "trunk {:?}: address {} is not in the ACL of zone {:?}{note}; its messages would be dropped: add {} to security.zones.{}.acl",
+                    t.name,
+                    t.address.ip(),
+                    t.zone,
+                    t.address.ip(),
+                    t.zone
                 ),
             );
         }

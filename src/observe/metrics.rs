@@ -19,15 +19,32 @@ pub enum MetricsError {
     },
 }
 
-/// Starts the `/metrics` HTTP listener on `addr` (inside a tokio runtime) and publishes the
-/// HELP text of every metric in [`super::names::ALL`].
-pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
+/// The metrics recorder, installed, and its listener, bound but not yet serving (the admin
+/// paths need the server's ban list, which exists only once the server has started).
+pub struct Endpoint {
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Endpoint {
+    /// Serves `/metrics` and, with `security`, the ban list (see [`super::admin`]).
+    pub fn serve(self, security: Option<Arc<crate::server::security::Security>>) {
+        tokio::spawn(super::admin::serve(self.listener, self.handle, security));
+    }
+}
+
+/// Binds the metrics listener on `addr` (inside a tokio runtime), installs the recorder and
+/// publishes the HELP text of every metric in [`super::names::ALL`]. Metrics recorded from
+/// now on are kept; they are served once [`Endpoint::serve`] runs.
+pub async fn install(addr: SocketAddr) -> Result<Endpoint, MetricsError> {
     let err = |e: metrics_exporter_prometheus::BuildError| MetricsError::Listen {
         addr,
         msg: e.to_string(),
     };
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| MetricsError::Listen { addr, msg: e.to_string() })?;
+    let handle = PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             3600.0,
@@ -39,10 +56,10 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
             &[0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5],
         )
         .map_err(err)?
-        .install()
+        .install_recorder()
         .map_err(err)?;
     describe_all();
-    Ok(())
+    Ok(Endpoint { listener, handle })
 }
 
 /// Gives every catalogued metric its HELP text (promtool's lint fails a metric without one).

@@ -78,6 +78,24 @@ pub const SESSION_REFRESHES_TOTAL: &str = "sipborder_session_refreshes_total";
 /// Transfers handled by sipborder (`refer: local`), by `result`: `completed`, `failed` (the
 /// target did not answer), `rejected` (refused before a new leg was tried).
 pub const TRANSFERS_TOTAL: &str = "sipborder_transfers_total";
+/// Messages, connections and calls refused by the edge guard, by `zone` and `reason` (acl,
+/// banned, scanner, rate_*, calls_*, body_size, tcp_connections, transactions, dialogs...) and
+/// `action` (dropped: silently; rejected: answered 503/413 toward a trusted peer).
+pub const SECURITY_REFUSED_TOTAL: &str = "sipborder_security_refused_total";
+/// Bans in force (gauge).
+pub const BANS: &str = "sipborder_bans";
+/// Bans issued, by `reason` (auth_failed, unknown_user, malformed, scanner, manual).
+pub const BANS_TOTAL: &str = "sipborder_bans_total";
+/// Bans lifted by an operator (admin endpoint) or ended by their TTL, by `how` (lifted/expired).
+pub const BANS_ENDED_TOTAL: &str = "sipborder_bans_ended_total";
+/// Strikes counted toward bans, by `reason`.
+pub const SECURITY_STRIKES_TOTAL: &str = "sipborder_security_strikes_total";
+/// Sources tracked by the per-source rate tables (gauge).
+pub const SECURITY_SOURCES_TRACKED: &str = "sipborder_security_sources_tracked";
+/// Inbound TCP connections held (gauge).
+pub const TCP_CONNECTIONS: &str = "sipborder_tcp_connections";
+/// Failed digest authentications by peers of a zone that demands it, by `zone`.
+pub const AUTH_FAILURES_TOTAL: &str = "sipborder_auth_failures_total";
 
 /// Prometheus type of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +191,18 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         "DTMF key presses converted between SIP INFO and RFC 4733, by conversion and result.",
     ),
+    m(
+        SECURITY_REFUSED_TOTAL,
+        Kind::Counter,
+        "Messages, connections and calls refused at the edge, by zone, reason and action.",
+    ),
+    m(BANS, Kind::Gauge, "Source bans in force."),
+    m(BANS_TOTAL, Kind::Counter, "Source bans issued, by reason."),
+    m(BANS_ENDED_TOTAL, Kind::Counter, "Source bans ended, by how (lifted or expired)."),
+    m(SECURITY_STRIKES_TOTAL, Kind::Counter, "Strikes counted toward bans, by reason."),
+    m(SECURITY_SOURCES_TRACKED, Kind::Gauge, "Sources tracked by the per-source rate tables."),
+    m(TCP_CONNECTIONS, Kind::Gauge, "Inbound TCP connections held."),
+    m(AUTH_FAILURES_TOTAL, Kind::Counter, "Failed digest authentications, by zone."),
 ];
 
 #[cfg(test)]

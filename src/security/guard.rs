@@ -51,6 +51,7 @@
 //!     max_transactions_per_source: 1000
 //!   sources: {max_tracked: 100000, ipv6_prefix: 64}
 //!   busy_retry_after: 5s
+//!   disclosure: {server: "", user_agent: "", strip_warning: true}
 //! ```
 
 use super::acl::Acl;
@@ -58,6 +59,7 @@ use super::admission::{
     AdmissionKey, CallAdmission, CallCaps, CallLimit, Refusal, Scope, Ticket, ZoneCaps,
 };
 use super::ban::{BanConfig, BanEntry, BanList, Reason};
+use super::disclosure::DisclosureConfig;
 use super::limits::{BodyTooLarge, ConcurrencyLimiter, HardLimits, LimitExceeded, Slot};
 use super::rate::{RateClass, RateLimit, SourceLimiter, SourceRates};
 use super::scanner::ScannerDetector;
@@ -94,6 +96,8 @@ pub struct SecurityConfig {
     /// Retry-After of a 503 for a full concurrency cap, where no refill time says when to come
     /// back (default 5s; rate refusals use the time until the next token).
     pub busy_retry_after: DurationValue,
+    /// Headers toward zones that are not trusted (product names, Warning).
+    pub disclosure: DisclosureConfig,
 }
 
 /// The security settings of one zone.
@@ -126,6 +130,7 @@ impl Default for SecurityConfig {
             limits: HardLimits::default(),
             sources: SourcesConfig::default(),
             busy_retry_after: DurationValue(Duration::from_secs(5)),
+            disclosure: DisclosureConfig::default(),
         }
     }
 }
@@ -266,6 +271,13 @@ impl SecurityConfig {
                         "User-Agent pattern {ua:?} is too short: at least 3 characters, or it matches real phones"
                     ),
                 });
+            }
+        }
+        for (key, value) in
+            [("server", &self.disclosure.server), ("user_agent", &self.disclosure.user_agent)]
+        {
+            if let Some(m) = DisclosureConfig::value_problem(value) {
+                out.push(problem(&["disclosure", key], m));
             }
         }
         if self.ban.window.0.is_zero() {
@@ -721,6 +733,11 @@ impl EdgeGuard {
             return Err(BodyTooLarge { size: len, max });
         }
         Ok(())
+    }
+
+    /// Retry-After seconds of a 503 for a full cap with no refill time (`busy_retry_after`).
+    pub fn busy_retry_after(&self) -> u32 {
+        self.busy_retry_after
     }
 
     /// True when `zone` is marked trusted.

@@ -11,6 +11,7 @@
 //! - [`admission`]: concurrent-call and calls-per-second caps per trunk, zone and source.
 //! - [`scanner`]: known scanner User-Agents.
 //! - [`ban`]: fail2ban-style strikes and bans.
+//! - [`disclosure`]: what headers toward untrusted zones may tell.
 //! - [`limits`]: hard limits (body size, TCP connections and slowloris, dialogs, transactions).
 //! - [`guard`]: [`EdgeGuard`], one decision per message, and [`SecurityConfig`].
 //!
@@ -20,6 +21,7 @@
 pub mod acl;
 pub mod admission;
 pub mod ban;
+pub mod disclosure;
 pub mod guard;
 pub mod limits;
 pub mod rate;
@@ -29,6 +31,7 @@ mod source;
 pub use acl::{Acl, AclError, Network};
 pub use admission::{AdmissionKey, CallAdmission, CallCaps, Refusal, Ticket};
 pub use ban::{BanConfig, BanEntry, BanList, Reason};
+pub use disclosure::DisclosureConfig;
 pub use guard::{
     DropReason, EdgeGuard, GuardStats, Resource, SecurityConfig, SecurityConfigError, Verdict,
     ZoneSecurity,

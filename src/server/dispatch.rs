@@ -1,17 +1,28 @@
-//! From bytes on a socket to the shard that owns the call: parse, answer or count what does not
-//! parse, hash the Call-ID.
+//! From bytes on a socket to the shard that owns the call: screen the source (ACL, bans)
+//! before parsing, parse, answer or count what does not parse, check the message (scanner
+//! User-Agent, per-source rates, body size, transaction total), hash the Call-ID.
+//!
+//! The edge guard runs here, on the receiving task, so a flood is turned away on every core
+//! before it costs a shard anything. Refusals toward untrusted sources are silent; a trusted
+//! peer (a configured trunk, or a zone marked trusted) gets a stateless 503 with Retry-After.
 
 use super::outbound::Outbound;
+use super::security::{EdgeState, Security};
 use super::shard_task::ShardInput;
+use super::stats::SharedStats;
 use crate::observe::names;
+use crate::security::ban::Reason;
+use crate::security::Verdict;
 use crate::sip::callid::shard_of;
-use crate::sip::message::Transport;
+use crate::sip::message::{SipMsg, Transport};
 use crate::sip::parse::{parse, Limits, ParseError};
 use crate::transaction::layer::response_flow;
 use crate::transport::flow::{ConnId, Flow, Transmit, ZoneId};
 use bytes::Bytes;
+use rsip::Method;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Parses inbound messages and routes them to shards.
@@ -19,16 +30,26 @@ pub struct Dispatcher {
     shards: Vec<mpsc::Sender<ShardInput>>,
     limits: Limits,
     outbound: Arc<Outbound>,
+    security: Arc<Security>,
+    stats: Arc<SharedStats>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `shards`.
+    /// A dispatcher over `shards`, guarded by `security`; `stats` tells the live transaction
+    /// count (the total cap).
     pub fn new(
         shards: Vec<mpsc::Sender<ShardInput>>,
         limits: Limits,
         outbound: Arc<Outbound>,
+        security: Arc<Security>,
+        stats: Arc<SharedStats>,
     ) -> Self {
-        Dispatcher { shards, limits, outbound }
+        Dispatcher { shards, limits, outbound, security, stats }
+    }
+
+    /// The security state in force.
+    pub fn security(&self) -> Arc<EdgeState> {
+        self.security.load()
     }
 
     /// Largest message accepted.
@@ -78,8 +99,20 @@ impl Dispatcher {
             return;
         }
         let flow = Flow { zone, transport, remote: source, conn };
+        let sec = self.security.load();
+        let now = Instant::now();
+        let trusted = sec.trusted_source(zone, source.ip());
+        // ACL and bans before parsing: a foreign or banned flood costs a hash lookup.
+        let screened = sec.guard.screen(now, zone, source.ip(), trusted);
+        if !screened.is_pass() {
+            sec.count_verdict(zone, &screened);
+            return;
+        }
         match parse(bytes, &self.limits) {
             Ok(msg) => {
+                if !self.admit(&sec, now, &msg, flow, trusted) {
+                    return;
+                }
                 let kind = match msg.status() {
                     None => {
                         metrics::counter!(names::SIP_REQUESTS_TOTAL, "method" => method_label(msg.method())).increment(1);
@@ -99,14 +132,79 @@ impl Dispatcher {
             }
             Err(ParseError::Answer { code, response, via, .. }) => {
                 metrics::counter!(names::SIP_PARSE_ERRORS_TOTAL, "action" => "answered", "code" => code.to_string()).increment(1);
+                sec.strike(zone, source.ip(), Reason::Malformed);
                 let to = response_flow(&via, flow);
                 self.outbound.send(Transmit { flow: to, bytes: Bytes::from(response) });
             }
             Err(ParseError::Drop { reason }) => {
                 metrics::counter!(names::SIP_PARSE_ERRORS_TOTAL, "action" => "dropped", "reason" => reason.label()).increment(1);
+                sec.strike(zone, source.ip(), Reason::Malformed);
                 tracing::debug!(%source, reason = reason.label(), "dropped unparseable message");
             }
         }
+    }
+
+    /// The checks on a parsed message: scanner User-Agent, per-source rates, body size, the
+    /// transaction total. Answers or drops what it refuses; true lets the message through.
+    fn admit(
+        &self,
+        sec: &EdgeState,
+        now: Instant,
+        msg: &SipMsg,
+        flow: Flow,
+        trusted: bool,
+    ) -> bool {
+        let zone = flow.zone;
+        let method = msg.is_request().then(|| msg.method());
+        let verdict =
+            sec.guard.check(now, zone, flow.remote.ip(), trusted, method, msg.header("User-Agent"));
+        if let Verdict::Reject { retry_after, .. } = verdict {
+            sec.count_verdict(zone, &verdict);
+            self.refuse(msg, flow, 503, Some(retry_after));
+            return false;
+        }
+        if !verdict.is_pass() {
+            sec.count_verdict(zone, &verdict);
+            return false;
+        }
+        let trusted = trusted || sec.guard.zone_trusted(zone);
+        if let Err(e) = sec.guard.check_body(msg.body().len()) {
+            sec.count(zone, "body_size", trusted);
+            tracing::debug!(source = %flow.remote, error = %e, "body too large");
+            if trusted {
+                self.refuse(msg, flow, 413, None);
+            }
+            return false;
+        }
+        // A request that would start a transaction of its own (not an ACK, not a CANCEL that
+        // ends one) beyond the total: shed it before it costs memory.
+        let starts_tx = matches!(method, Some(m) if m != Method::Ack && m != Method::Cancel);
+        if starts_tx
+            && sec.max_transactions > 0
+            && self.stats.transactions() >= sec.max_transactions as u64
+        {
+            sec.count(zone, "transactions", trusted);
+            if trusted {
+                self.refuse(msg, flow, 503, Some(sec.guard.busy_retry_after()));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Answers `msg` statelessly with `code` (never an ACK: ACKs are not answered).
+    fn refuse(&self, msg: &SipMsg, flow: Flow, code: u16, retry_after: Option<u32>) {
+        if !msg.is_request() || msg.method() == Method::Ack {
+            return;
+        }
+        let tag = format!("{:016x}", rand::random::<u64>());
+        let to_tag = msg.to_tag.is_none().then_some(tag.as_str());
+        let mut resp = crate::sip::build::response_to(msg, code, None, to_tag, flow.remote);
+        if let Some(secs) = retry_after {
+            resp.headers.push(crate::sip::headers::make("Retry-After", secs.to_string()));
+        }
+        let bytes = crate::sip::wire::encode_response(&resp);
+        self.outbound.send(Transmit { flow: response_flow(&msg.via, flow), bytes });
     }
 }
 

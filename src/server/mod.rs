@@ -7,6 +7,7 @@
 
 pub mod dispatch;
 pub mod outbound;
+pub mod security;
 pub mod shard_task;
 pub mod sockets;
 pub mod stats;
@@ -32,6 +33,9 @@ pub enum ServerError {
     /// The media relay could not start.
     #[error("media relay: {0}")]
     Relay(std::io::Error),
+    /// The security section was refused (validation normally catches this first).
+    #[error("{0}")]
+    Security(#[from] crate::security::SecurityConfigError),
     /// A listen socket could not be bound.
     #[error("zone {zone}: cannot listen on {transport} {addr}: {source}")]
     Bind {
@@ -68,6 +72,8 @@ pub fn limits(cfg: &Config) -> Limits {
 /// A running server: handles to reload it and to see its state.
 pub struct Server {
     shards: Vec<mpsc::Sender<ShardInput>>,
+    /// The edge guard in force (admin endpoint: bans).
+    pub security: Arc<security::Security>,
     /// Live counters summed over shards.
     pub stats: Arc<SharedStats>,
     /// Zone names (index = zone id), for metric labels.
@@ -82,7 +88,10 @@ impl Server {
         } else {
             cfg.runtime.shards
         };
-        let router = Arc::new(Router::from_config(cfg));
+        let security = Arc::new(security::Security::new(cfg)?);
+        let mut router = Router::from_config(cfg);
+        router.guard = Some(security.load().guard.clone());
+        let router = Arc::new(router);
         let bound = sockets::bind_all(cfg)?;
         // Relay events (media timeouts, finished DTMF events) go to the shard owning the pair.
         // Unbounded so a relay thread never blocks; they come per call or per key press, never
@@ -134,7 +143,13 @@ impl Server {
             senders.push(tx);
             receivers.push(rx);
         }
-        let dispatcher = Arc::new(Dispatcher::new(senders.clone(), limits(cfg), outbound.clone()));
+        let dispatcher = Arc::new(Dispatcher::new(
+            senders.clone(),
+            limits(cfg),
+            outbound.clone(),
+            security.clone(),
+            stats.clone(),
+        ));
         outbound.set_dispatcher(dispatcher.clone());
         for (i, (rx, relay_rx)) in receivers.into_iter().zip(relay_rxs).enumerate() {
             let shard = crate::shard::Shard::from_setup(
@@ -160,8 +175,10 @@ impl Server {
         for (zone, listener) in bound.tcp {
             tokio::spawn(tcp::accept_loop(zone, listener, dispatcher.clone(), outbound.clone()));
         }
+        tokio::spawn(security::housekeeping(security.clone()));
         Ok(Server {
             shards: senders,
+            security,
             stats,
             zone_names: cfg.zones.iter().map(|z| z.name.clone()).collect(),
         })
@@ -197,12 +214,18 @@ impl Server {
         }
     }
 
-    /// Applies a new (validated) config to every shard: routes and timers. Listen sockets are
-    /// not rebound; a change of listen addresses needs a restart.
-    pub async fn reload(&self, cfg: &Config) {
-        let router = Arc::new(Router::from_config(cfg));
+    /// Applies a new (validated) config to every shard: routes, timers and the security
+    /// settings (bans and counts carry over). Listen sockets are not rebound; a change of
+    /// listen addresses needs a restart. When the security settings are refused nothing
+    /// changes.
+    pub async fn reload(&self, cfg: &Config) -> Result<(), ServerError> {
+        let state = self.security.reload(cfg)?;
+        let mut router = Router::from_config(cfg);
+        router.guard = Some(state.guard.clone());
+        let router = Arc::new(router);
         for s in &self.shards {
             let _ = s.send(ShardInput::Reload(router.clone(), timer_config(cfg))).await;
         }
+        Ok(())
     }
 }

@@ -113,8 +113,17 @@ impl Outbound {
         m.by_remote.get(&(flow.zone, flow.remote)).and_then(|c| m.by_id.get(c)).cloned()
     }
 
-    /// Sends one message; never blocks.
-    pub fn send(self: &Arc<Self>, t: Transmit) {
+    /// Sends one message; never blocks. Toward a zone that is not trusted, product and
+    /// diagnostic headers are scrubbed first (`security.disclosure`).
+    pub fn send(self: &Arc<Self>, mut t: Transmit) {
+        if let Some(d) = self.dispatcher.get() {
+            let sec = d.security();
+            if sec.scrubs(t.flow.zone) {
+                if let Some(b) = crate::security::disclosure::scrub(&t.bytes, &sec.disclosure) {
+                    t.bytes = Bytes::from(b);
+                }
+            }
+        }
         metrics::counter!(crate::observe::names::SIP_MESSAGES_SENT_TOTAL).increment(1);
         match t.flow.transport {
             Transport::Udp | Transport::Other => self.send_udp(t),

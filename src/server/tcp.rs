@@ -2,6 +2,7 @@
 
 use super::dispatch::Dispatcher;
 use super::outbound::{ConnHandle, Outbound};
+use crate::security::{IncompleteTimer, Resource};
 use crate::sip::message::Transport;
 use crate::transport::flow::{ConnId, ZoneId};
 use crate::transport::flow::{Flow, Transmit};
@@ -24,10 +25,39 @@ pub async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                // ACL, bans and the connection caps before anything is read: a refused
+                // connection is closed at once, with nothing said.
+                let sec = d.security();
+                let now = std::time::Instant::now();
+                let trusted = sec.trusted_source(zone, remote.ip());
+                let screened = sec.guard.screen(now, zone, remote.ip(), trusted);
+                if !screened.is_pass() {
+                    sec.count_verdict(zone, &screened);
+                    continue;
+                }
+                let slot = match sec.guard.acquire(
+                    Resource::TcpConnection,
+                    now,
+                    zone,
+                    remote.ip(),
+                    trusted,
+                ) {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        sec.count(zone, "tcp_connections", false);
+                        tracing::debug!(%remote, error = %e, "tcp connection refused");
+                        continue;
+                    }
+                };
                 let id = out.new_conn_id();
                 let (tx, rx) = mpsc::channel::<Bytes>(1024);
                 out.register(id, ConnHandle { tx, zone, remote });
-                tokio::spawn(run_connection(zone, id, stream, remote, rx, d.clone(), out.clone()));
+                let conn = run_connection(zone, id, stream, remote, rx, d.clone(), out.clone());
+                tokio::spawn(async move {
+                    conn.await;
+                    // Held for the connection's life: the per-source count drops when it ends.
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -81,9 +111,24 @@ pub async fn run_connection(
     });
     let mut framer = StreamFramer::new(d.max_message_size());
     let idle = out.idle_timeout;
+    // Slowloris: a message that started arriving must be complete within this, however
+    // slowly its bytes trickle in (the idle timeout is reset by every byte).
+    let mut incomplete = IncompleteTimer::new(d.security().guard.limits().tcp_incomplete_timeout.0);
     'conn: loop {
+        let wait = match incomplete.deadline() {
+            Some(deadline) => {
+                idle.min(deadline.saturating_duration_since(std::time::Instant::now()))
+            }
+            None => idle,
+        };
         // Read straight into the framer's buffer: one copy from the kernel, none after.
-        let read = tokio::time::timeout(idle, reader.read_buf(framer.read_buf())).await;
+        let read = tokio::time::timeout(wait, reader.read_buf(framer.read_buf())).await;
+        if incomplete.expired(std::time::Instant::now()) {
+            let sec = d.security();
+            sec.count(zone, "tcp_incomplete", false);
+            tracing::info!(%remote, buffered = framer.buffered(), "tcp message incomplete for too long, closing");
+            break;
+        }
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(_)) => {}
@@ -99,6 +144,7 @@ pub async fn run_connection(
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(m))) => {
+                    incomplete.on_frame(std::time::Instant::now(), framer.buffered());
                     d.inbound(zone, Transport::Tcp, remote, Some(id), &m).await
                 }
                 Ok(Some(Frame::Ping)) => {
@@ -109,7 +155,12 @@ pub async fn run_connection(
                     });
                 }
                 Ok(Some(Frame::Pong)) => {}
-                Ok(None) => break,
+                Ok(None) => {
+                    // Whatever is left is the start of a message: its clock runs from now
+                    // unless it was already running.
+                    incomplete.on_read(std::time::Instant::now(), framer.buffered());
+                    break;
+                }
                 Err(e) => {
                     let fatal = e.is_fatal();
                     let answer = match &e {

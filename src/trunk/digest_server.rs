@@ -93,6 +93,12 @@ impl DigestServer {
         self
     }
 
+    /// True when `user` has an account here. For the caller's own bookkeeping (strikes
+    /// against enumeration); the answer on the wire must never depend on it.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// The realm challenged for.
     pub fn realm(&self) -> &str {
         &self.realm

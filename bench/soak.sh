@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Soak: sipborder (release build, media anchored) carries a steady SIPp call load with RTP for
-# SOAK_SECONDS (default 1800 = 30 min), optionally under a periodic flood from an untrusted
-# source, while a sampler records every SAMPLE seconds: RSS, open file descriptors, threads,
+# Soak: sipborder (release build, media anchored) carries a steady SIPp call load with RTP and
+# random hang-up times on both sides for SOAK_SECONDS (default 1800 = 30 min), optionally under a
+# periodic flood from an untrusted source, while a sampler records every SAMPLE seconds: RSS, open file descriptors, threads,
 # active calls, dialogs, transactions, relay ports in use. What it shows: nothing grows with time
 # (no leak of memory, fds, dialogs or ports), and after the load stops everything returns to its
 # idle value.
 #
-#   bench/soak.sh                              # 30 min, 10 calls/s of 10 s calls with RTP
+#   bench/soak.sh                              # 30 min, 10 calls/s, calls of 2-30 s with RTP
 #   SOAK_SECONDS=300 RATE=20 bench/soak.sh     # shorter, busier
 #   FLOOD=1 bench/soak.sh                      # plus a 20 s OPTIONS/INVITE flood from
 #                                              # 127.0.0.2 every 5 minutes (bounded)
@@ -21,7 +21,7 @@ RATE=${RATE:-10}
 SAMPLE=${SAMPLE:-10}
 FLOOD=${FLOOD:-}
 OUT=${OUT:-bench/results/soak}
-LAN=25060 TRUNK=25080 ITSP=25090 METRICS=29100
+LAN=25060 TRUNK=25080 ITSP=25090 ITSP2=25091 METRICS=29100
 mkdir -p "$OUT"
 rm -f "$OUT"/*.csv "$OUT"/summary.txt
 
@@ -48,8 +48,15 @@ trunks:
   - name: itsp
     zone: trunk
     address: 127.0.0.1:$ITSP
+  - name: itsp2
+    zone: trunk
+    address: 127.0.0.1:$ITSP2
 routes:
-  - name: out
+  - name: callee-hangs-up
+    from: lan
+    match: { prefix: "2" }
+    targets: [itsp2]
+  - name: caller-hangs-up
     from: lan
     targets: [itsp]
 media:
@@ -62,10 +69,21 @@ SB=$!
 PIDS+=("$SB")
 sleep 1
 
-# The caller plays 8 s of G.711 (SIPp's own pcap), the callee echoes RTP back: media both ways.
-sipp -sd uac_pcap | sed 's#pcap/g711a.pcap#/usr/share/sip-tester/g711a.pcap#; s#pcap/dtmf_2833_1.pcap#/usr/share/sip-tester/dtmf_2833_1.pcap#' >"$OUT/uac_pcap.xml"
+# Half the calls (number 1...): the caller plays 8 s of G.711 (SIPp's own pcap), stays a random
+# 0-22 s more and hangs up; the callee echoes RTP back. The other half (number 2...): the same
+# caller waits, the callee hangs up after a random 2-30 s.
+sipp -sd uac_pcap | sed 's#pcap/g711a.pcap#/usr/share/sip-tester/g711a.pcap#;
+  s#pcap/dtmf_2833_1.pcap#/usr/share/sip-tester/dtmf_2833_1.pcap#;
+  s#<pause milliseconds="1000"/>#<pause distribution="uniform" min="0" max="22000"/>#' \
+  >"$OUT/uac_caller_hangs_up.xml"
+cp tests/sipp/uac_wait_bye.xml "$OUT/uac_callee_hangs_up.xml"
+sed 's#<pause milliseconds="200"/>#<pause distribution="uniform" min="2000" max="30000"/>#' \
+  tests/sipp/uas_hangup.xml >"$OUT/uas_hangs_up.xml"
 (cd "$OUT" && exec sipp -sn uas -i 127.0.0.1 -p $ITSP -mi 127.0.0.1 -rtp_echo -nostdin \
   >/dev/null 2>&1) &
+PIDS+=("$!")
+(cd "$OUT" && exec sipp -sf uas_hangs_up.xml -i 127.0.0.1 -p $ITSP2 -mi 127.0.0.1 -mp 26000 \
+  -rtp_echo -nostdin >/dev/null 2>&1) &
 PIDS+=("$!")
 sleep 0.5
 
@@ -91,12 +109,18 @@ flood() { # 20 s of requests from an untrusted source, bounded in count and time
     -nostdin -recv_timeout 1000 >/dev/null 2>&1 || true
 }
 
-calls=$((RATE * SOAK_SECONDS))
-(cd "$OUT" && exec timeout $((SOAK_SECONDS + 120)) sipp 127.0.0.1:$LAN -sf uac_pcap.xml \
-  -i 127.0.0.1 -p 25062 -mi 127.0.0.1 -r "$RATE" -m "$calls" -nostdin -trace_stat \
-  -stf stat.csv -fd 10 >/dev/null 2>&1) &
+calls=$((RATE * SOAK_SECONDS / 2))
+rate2=$(((RATE + 1) / 2))
+(cd "$OUT" && exec timeout $((SOAK_SECONDS + 120)) sipp 127.0.0.1:$LAN -sf uac_caller_hangs_up.xml \
+  -s 1000 -i 127.0.0.1 -p 25062 -mi 127.0.0.1 -mp 27000 -r "$rate2" -m "$calls" -nostdin \
+  -trace_stat -stf stat.csv -fd 10 >/dev/null 2>&1) &
 UAC=$!
 PIDS+=("$UAC")
+(cd "$OUT" && exec timeout $((SOAK_SECONDS + 120)) sipp 127.0.0.1:$LAN -sf uac_callee_hangs_up.xml \
+  -s 2000 -i 127.0.0.1 -p 25063 -mi 127.0.0.1 -mp 28000 -r "$rate2" -m "$calls" -nostdin \
+  -trace_stat -stf stat2.csv -fd 10 >/dev/null 2>&1) &
+UAC2=$!
+PIDS+=("$UAC2")
 start=$SECONDS next_flood=$((SECONDS + 300))
 while kill -0 "$UAC" 2>/dev/null && [ $((SECONDS - start)) -lt $((SOAK_SECONDS + 120)) ]; do
   sleep "$SAMPLE"
@@ -105,12 +129,12 @@ while kill -0 "$UAC" 2>/dev/null && [ $((SECONDS - start)) -lt $((SOAK_SECONDS +
     flood & next_flood=$((SECONDS + 300))
   fi
 done
-wait "$UAC" 2>/dev/null || true
+wait "$UAC" "$UAC2" 2>/dev/null || true
 # Drain: media timeouts and transaction timers run out, then the idle values are taken.
-for _ in $(seq 1 9); do sleep 10; sample drain; done
+for _ in $(seq 1 "${DRAIN_SAMPLES:-9}"); do sleep 10; sample drain; done
 
-ok=$(tail -1 "$OUT/stat.csv" | cut -d';' -f16)
-failed=$(tail -1 "$OUT/stat.csv" | cut -d';' -f18)
+ok=$(( $(tail -1 "$OUT/stat.csv" | cut -d';' -f16) + $(tail -1 "$OUT/stat2.csv" | cut -d';' -f16) ))
+failed=$(( $(tail -1 "$OUT/stat.csv" | cut -d';' -f18) + $(tail -1 "$OUT/stat2.csv" | cut -d';' -f18) ))
 {
   echo "# $(date -u +%FT%TZ) soak ${SOAK_SECONDS}s, $RATE calls/s, flood=${FLOOD:-0}; calls ok=$ok failed=$failed"
   awk -F, 'NR == 1 { for (i = 3; i <= NF; i++) name[i] = $i; next }

@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::Relaxed) == 0 {
-        // Below 32768: the kernel hands out ephemeral ports from there up.
-        let base = 21000 + (std::process::id() % 110) as u16 * 100;
+        // 10000-15999: below the kernel's ephemeral ports (32768 up), and clear of the relay
+        // ports the test configs give sipborder (the default 20000-29999, and 16000-18999 in
+        // tests/media.rs): a relay port of one test's sipborder must never be a SIP port
+        // another test probed as free a moment earlier.
+        let base = 10000 + (std::process::id() % 60) as u16 * 100;
         let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
     }
     loop {
@@ -253,6 +256,20 @@ impl Sbc {
     /// A metric's value (first sample whose name and label text match), 0 when absent.
     pub fn metric(&self, name_and_labels: &str) -> f64 {
         metric_value(&self.metrics(), name_and_labels)
+    }
+
+    /// Waits (bounded by `within`) until a metric reaches `at_least`; returns its last value.
+    /// A call is counted when sipborder has finished it, which can be a moment after the far
+    /// end's SIPp already saw its last message.
+    pub fn wait_metric(&self, name_and_labels: &str, at_least: f64, within: Duration) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.metric(name_and_labels);
+            if v >= at_least || Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until calls, dialogs and transactions are all back to zero (bounded).

@@ -9,7 +9,9 @@
 #
 # Works on the stable toolchain: cargo-fuzz passes `-Zsanitizer=address`, which stable rustc
 # accepts with RUSTC_BOOTSTRAP=1. SANITIZER=none builds without ASan (about 2-3x more
-# executions per second, fewer bugs caught).
+# executions per second, fewer bugs caught). PROFILE=dev builds unoptimized (a few minutes less
+# to build on two cores, far fewer executions per second): what the CI's short run uses, since
+# there the build dominates.
 set -euo pipefail
 
 secs="${1:?usage: run.sh SECONDS [TARGET...]}"
@@ -21,6 +23,8 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(parse sdp policy framing guard)
 fi
 sanitizer="${SANITIZER:-address}"
+profile_flag=() profile_dir=release
+if [ "${PROFILE:-release}" = dev ]; then profile_flag=(--dev) profile_dir=debug; fi
 export RUSTC_BOOTSTRAP=1
 
 "$here/seed.sh"
@@ -28,9 +32,9 @@ mkdir -p "$here/logs"
 cd "$root"
 # Built once, then the binaries run directly: `cargo fuzz run` would rebuild whenever a source
 # file changed in between, and the runs would not all test the same code.
-cargo fuzz build --fuzz-dir tests/fuzz --sanitizer "$sanitizer"
+cargo fuzz build --fuzz-dir tests/fuzz --sanitizer "$sanitizer" "${profile_flag[@]}"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-bin="$here/target/$triple/release"
+bin="$here/target/$triple/$profile_dir"
 
 summary=()
 for t in "${targets[@]}"; do

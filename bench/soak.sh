@@ -8,8 +8,9 @@
 #
 #   bench/soak.sh                              # 30 min, 10 calls/s, calls of 2-30 s with RTP
 #   SOAK_SECONDS=300 RATE=20 bench/soak.sh     # shorter, busier
-#   FLOOD=1 bench/soak.sh                      # plus a 20 s OPTIONS/INVITE flood from
-#                                              # 127.0.0.2 every 5 minutes (bounded)
+#   FLOOD=1 bench/soak.sh                      # plus a 20 s INVITE flood from 127.0.0.2
+#                                              # at the trunk zone (outside its ACL: dropped)
+#                                              # every 5 minutes (bounded)
 #
 # Output: bench/results/soak/samples.csv (one row per sample) and summary.txt (first, peak and
 # last of each column, and the idle values after the drain). Everything runs on 127.0.0.x and is
@@ -63,6 +64,10 @@ media:
   timeout: 60s
 metrics:
   listen: 127.0.0.1:$METRICS
+security:
+  zones:
+    lan: { trusted: true }
+    trunk: { acl: [127.0.0.1] }
 YAML
 $BIN run -c "$OUT/sipborder.yaml" --log-level warn >"$OUT/sipborder.log" 2>&1 &
 SB=$!
@@ -72,7 +77,8 @@ sleep 1
 # Half the calls (number 1...): the caller plays 8 s of G.711 (SIPp's own pcap), stays a random
 # 0-22 s more and hangs up; the callee echoes RTP back. The other half (number 2...): the same
 # caller waits, the callee hangs up after a random 2-30 s.
-sipp -sd uac_pcap | sed 's#pcap/g711a.pcap#/usr/share/sip-tester/g711a.pcap#;
+# (sipp -sd exits non-zero after printing the scenario)
+{ sipp -sd uac_pcap || true; } | sed 's#pcap/g711a.pcap#/usr/share/sip-tester/g711a.pcap#;
   s#pcap/dtmf_2833_1.pcap#/usr/share/sip-tester/dtmf_2833_1.pcap#;
   s#<pause milliseconds="1000"/>#<pause distribution="uniform" min="0" max="22000"/>#' \
   >"$OUT/uac_caller_hangs_up.xml"
@@ -104,20 +110,20 @@ sample() { # label
 echo "time,phase,rss_kib,fds,threads,calls,dialogs,transactions,relay_ports_in_use" >"$OUT/samples.csv"
 sample idle-before
 
-flood() { # 20 s of requests from an untrusted source, bounded in count and time
-  timeout 25 sipp 127.0.0.1:$LAN -sn uac -i 127.0.0.2 -p 25061 -r 2000 -m 40000 -d 0 \
+flood() { # 20 s of INVITEs from outside the trunk zone's ACL, bounded in count and time
+  timeout 25 sipp 127.0.0.1:$TRUNK -sn uac -i 127.0.0.2 -p 25061 -r 2000 -m 40000 -d 0 \
     -nostdin -recv_timeout 1000 >/dev/null 2>&1 || true
 }
 
 calls=$((RATE * SOAK_SECONDS / 2))
 rate2=$(((RATE + 1) / 2))
 (cd "$OUT" && exec timeout $((SOAK_SECONDS + 120)) sipp 127.0.0.1:$LAN -sf uac_caller_hangs_up.xml \
-  -s 1000 -i 127.0.0.1 -p 25062 -mi 127.0.0.1 -mp 27000 -r "$rate2" -m "$calls" -nostdin \
+  -s 1000 -i 127.0.0.1 -p 25062 -mi 127.0.0.1 -mp 27000 -r "$rate2" -m "$calls" -l 2000 -nostdin \
   -trace_stat -stf stat.csv -fd 10 >/dev/null 2>&1) &
 UAC=$!
 PIDS+=("$UAC")
 (cd "$OUT" && exec timeout $((SOAK_SECONDS + 120)) sipp 127.0.0.1:$LAN -sf uac_callee_hangs_up.xml \
-  -s 2000 -i 127.0.0.1 -p 25063 -mi 127.0.0.1 -mp 28000 -r "$rate2" -m "$calls" -nostdin \
+  -s 2000 -i 127.0.0.1 -p 25063 -mi 127.0.0.1 -mp 28000 -r "$rate2" -m "$calls" -l 2000 -nostdin \
   -trace_stat -stf stat2.csv -fd 10 >/dev/null 2>&1) &
 UAC2=$!
 PIDS+=("$UAC2")

@@ -1154,7 +1154,7 @@ busy_retry_after: 7s
     /// Per-message cost of `check`; run with
     /// `cargo test --release --lib security::guard::tests::cost_of_check -- --ignored --nocapture`.
     #[test]
-    #[ignore]
+    #[ignore = "a measurement: run in release with --ignored --nocapture"]
     fn cost_of_check() {
         // Limits high enough that the measured requests pass through the buckets.
         let cfg: SecurityConfig = serde_yaml::from_str(

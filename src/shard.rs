@@ -111,8 +111,52 @@ impl Shard {
 
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, msg: SipMsg, flow: Flow) {
-        self.tl.handle_message(now, msg, flow);
+        let Ok(hold) = self.transaction_slot(now, &msg, flow) else { return };
+        self.tl.handle_message_holding(now, msg, flow, hold);
         self.pump(now);
+    }
+
+    /// A request from an untrusted source that would start a server transaction takes a slot
+    /// against `security.limits.max_transactions_per_source`, held by the transaction until it
+    /// ends (Timer J/I included: a source that floods distinct requests holds them that long).
+    /// Over the cap the request is dropped silently and counted — an untrusted source learns
+    /// nothing. Trusted peers (configured trunks, trusted zones) are not counted per source;
+    /// the dispatcher caps the total for everyone. CANCEL is never refused: it ends a
+    /// transaction the source already holds.
+    fn transaction_slot(
+        &self,
+        now: Instant,
+        msg: &SipMsg,
+        flow: Flow,
+    ) -> Result<Option<crate::transaction::Hold>, ()> {
+        let router = self.b2b.router();
+        let Some(guard) = router.guard.as_ref() else { return Ok(None) };
+        if msg.is_request() && msg.method() == rsip::Method::Cancel
+            || guard.zone_trusted(flow.zone)
+            || router.trunk_by_source(flow.zone, flow.remote).is_some()
+            || !self.tl.starts_server_transaction(msg)
+        {
+            return Ok(None);
+        }
+        match guard.acquire(
+            crate::security::Resource::Transaction,
+            now,
+            flow.zone,
+            flow.remote.ip(),
+            false,
+        ) {
+            Ok(slot) => Ok(Some(Box::new(slot))),
+            Err(e) => {
+                let reason = match e {
+                    crate::security::LimitExceeded::PerSource(_) => "transactions_per_source",
+                    crate::security::LimitExceeded::Total(_) => "transactions",
+                };
+                let zone = router.zone(flow.zone).map(|z| z.name.clone()).unwrap_or_default();
+                metrics::counter!(crate::observe::names::SECURITY_REFUSED_TOTAL, "zone" => zone, "reason" => reason, "action" => "dropped").increment(1);
+                tracing::debug!(source = %flow.remote, reason, "request dropped: transaction cap");
+                Err(())
+            }
+        }
     }
 
     /// Fires due timers.

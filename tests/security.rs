@@ -573,6 +573,50 @@ fn hard_limits_on_body_headers_and_vias() {
 }
 
 #[test]
+fn an_untrusted_source_holds_no_more_transactions_than_its_share() {
+    let p = Ports::new();
+    // T1 100 ms: an answered OPTIONS holds its transaction for Timer J = 6.4 s.
+    let sec = "security:\n  limits: {max_transactions_per_source: 20}\n";
+    let sbc = Sbc::start(p, &with_security(&p, sec));
+    let flooder = RawUdp::bind_ip("127.0.0.2");
+    let ip = "127.0.0.2";
+    let send = |ua: &RawUdp, ip: &str, id: &str| {
+        let m = options_request(ua.port(), p.lan, id).replace(
+            &format!("Via: SIP/2.0/UDP 127.0.0.1:{}", ua.port()),
+            &format!("Via: SIP/2.0/UDP {ip}:{};rport", ua.port()),
+        );
+        ua.send_to(&m, p.lan);
+    };
+    // 40 distinct requests (within the default rate burst of 200): 20 get answers.
+    for i in 0..40 {
+        send(&flooder, ip, &format!("tx-share-{i}"));
+    }
+    let mut answered = 0;
+    while flooder.recv_until(Duration::from_secs(2), |m| m.starts_with("SIP/2.0 200")).is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, 20, "{}", sbc.log());
+    assert!(
+        sbc.metric("sipborder_security_refused_total{zone=\"lan\",reason=\"transactions_per_source\",action=\"dropped\"}") >= 20.0,
+        "{}",
+        sbc.metrics()
+    );
+    // Another source is not held back by this one's share.
+    let other = RawUdp::bind_ip("127.0.0.3");
+    assert!(probe(&other, p.lan, "tx-share-other").is_some_and(|m| m.starts_with("SIP/2.0 200")));
+    // When Timer J ends the 20 transactions, the source is answered again (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut again = None;
+    let mut n = 0;
+    while again.is_none() && Instant::now() < deadline {
+        n += 1;
+        send(&flooder, ip, &format!("tx-share-later-{n}"));
+        again = flooder.recv_until(Duration::from_secs(1), |m| m.starts_with("SIP/2.0 200"));
+    }
+    assert!(again.is_some(), "slots come back when the transactions end\n{}", sbc.log());
+}
+
+#[test]
 fn untrusted_zones_see_no_product_names_nor_warnings() {
     let p = Ports::new();
     let sbc = Sbc::start(

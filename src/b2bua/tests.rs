@@ -135,6 +135,20 @@ impl Harness {
         Harness { shard: Shard::new(0, 1, router, timers), now: Instant::now() }
     }
 
+    /// A harness whose router carries the edge guard of `yaml`'s `security:` section, as
+    /// the server builds it.
+    fn with_guard(yaml: &str) -> Harness {
+        let cfg = crate::config::load_str(yaml, "test.yaml").expect("test config is valid");
+        let mut router = Router::from_config(&cfg);
+        let zones: Vec<&str> = cfg.zones.iter().map(|z| z.name.as_str()).collect();
+        let trunks: Vec<&str> = cfg.trunks.iter().map(|t| t.name.as_str()).collect();
+        let guard = crate::security::EdgeGuard::new(&cfg.security, &zones, &trunks)
+            .expect("security section is valid");
+        router.guard = Some(Arc::new(guard));
+        let timers = crate::server::timer_config(&cfg);
+        Harness { shard: Shard::new(0, 1, Arc::new(router), timers), now: Instant::now() }
+    }
+
     fn drain(&mut self) -> Vec<Sent> {
         let mut out = Vec::new();
         while let Some(t) = self.shard.poll_transmit() {
@@ -1504,6 +1518,39 @@ fn options_to_sipborder_answered_locally_even_with_max_forwards_0_over_tcp() {
     let out = h.feed(itsp(), &ping);
     assert_eq!(out.len(), 1, "{}", dump(&out));
     resp_to(&out, itsp(), 200);
+    h.assert_clean();
+}
+
+#[test]
+fn an_untrusted_source_holds_at_most_its_share_of_transactions_until_they_end() {
+    let yaml = format!("{CONFIG}security:\n  limits: {{max_transactions_per_source: 2}}\n");
+    let mut h = Harness::with_guard(&yaml);
+    let ping = |flow: Flow, n: u32| {
+        invite(flow, "sip:203.0.113.1", &[], "")
+            .replace("INVITE sip:", "OPTIONS sip:")
+            .replace("10 INVITE", &format!("{n} OPTIONS"))
+    };
+    let guard = h.shard.b2bua().router().guard.clone().expect("guard");
+    // The phone (not a configured trunk) gets two transactions; the third is dropped silently.
+    let first = ping(phone(), 1);
+    resp_to(&h.feed(phone(), &first), phone(), 200);
+    resp_to(&h.feed(phone(), &ping(phone(), 2)), phone(), 200);
+    assert_eq!(guard.stats().transactions, 2, "held by the non-INVITE server transactions");
+    let out = h.feed(phone(), &ping(phone(), 3));
+    assert!(out.is_empty(), "over the cap, nothing goes back:\n{}", dump(&out));
+    // A retransmission of a held one is still answered (its transaction absorbs it).
+    resp_to(&h.feed(phone(), &first), phone(), 200);
+    // Another source, and a trusted trunk, are not held back by the phone's share.
+    let other = udp(0, "10.0.0.21:5060");
+    resp_to(&h.feed(other, &ping(other, 1)), other, 200);
+    for n in 1..=5 {
+        resp_to(&h.feed(itsp(), &ping(itsp(), n)), itsp(), 200);
+    }
+    assert_eq!(guard.stats().transactions, 3, "the trunk's are not counted per source");
+    // Once Timer J ends them, the slots are back and the phone is answered again.
+    h.assert_clean();
+    assert_eq!(guard.stats().transactions, 0);
+    resp_to(&h.feed(phone(), &ping(phone(), 4)), phone(), 200);
     h.assert_clean();
 }
 

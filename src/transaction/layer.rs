@@ -37,10 +37,17 @@ enum Key {
     Server(ServerKey),
 }
 
+/// Something a server transaction holds for as long as it lives, given back when it is
+/// dropped (the edge guard's per-source transaction slot). Opaque here: the layer only keeps
+/// it, so it needs to know nothing of what is counted or why.
+pub type Hold = Box<dyn std::fmt::Debug + Send>;
+
 #[derive(Debug)]
 struct Entry {
     key: Key,
     machine: Machine,
+    /// Released when the entry is removed (reaped, or the layer dropped).
+    _hold: Option<Hold>,
 }
 
 impl Entry {
@@ -212,14 +219,34 @@ impl TransactionLayer {
 
     /// Feeds one parsed message that arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, msg: SipMsg, flow: Flow) {
+        self.handle_message_holding(now, msg, flow, None)
+    }
+
+    /// Like [`Self::handle_message`]; when the message starts a server transaction, that
+    /// transaction keeps `hold` until it ends (otherwise `hold` is dropped at once).
+    pub fn handle_message_holding(
+        &mut self,
+        now: Instant,
+        msg: SipMsg,
+        flow: Flow,
+        hold: Option<Hold>,
+    ) {
         if msg.is_request() {
-            self.handle_request(now, msg, flow)
+            self.handle_request(now, msg, flow, hold)
         } else {
             self.handle_response(now, msg, flow)
         }
     }
 
-    fn handle_request(&mut self, now: Instant, msg: SipMsg, flow: Flow) {
+    /// True when `msg` is a request that would start a new server transaction: not an ACK,
+    /// and no transaction has seen it yet (a retransmission is absorbed by its own).
+    pub fn starts_server_transaction(&self, msg: &SipMsg) -> bool {
+        msg.is_request()
+            && msg.method() != Method::Ack
+            && !self.servers.contains_key(&ServerKey::for_request(msg))
+    }
+
+    fn handle_request(&mut self, now: Instant, msg: SipMsg, flow: Flow, hold: Option<Hold>) {
         let method = msg.method();
         let key = ServerKey::for_request(&msg);
         let existing = self.servers.get(&key).copied();
@@ -255,7 +282,7 @@ impl TransactionLayer {
             Machine::NonInviteServer(NonInviteServerTransaction::start(rflow))
         };
         self.servers.insert(key.clone(), id);
-        self.entries.insert(id, Entry { key: Key::Server(key), machine });
+        self.entries.insert(id, Entry { key: Key::Server(key), machine, _hold: hold });
         self.events.push_back(TxEvent::Request { tx: Some(id), msg, flow });
     }
 
@@ -301,8 +328,10 @@ impl TransactionLayer {
         let t = NonInviteClientTransaction::start(&mut ctx, flow, bytes);
         let key = ClientKey::new(branch, Method::Cancel);
         self.clients.insert(key.clone(), id);
-        self.entries
-            .insert(id, Entry { key: Key::Client(key), machine: Machine::NonInviteClient(t) });
+        self.entries.insert(
+            id,
+            Entry { key: Key::Client(key), machine: Machine::NonInviteClient(t), _hold: None },
+        );
         self.internal.insert(id);
     }
 
@@ -343,7 +372,7 @@ impl TransactionLayer {
         };
         let key = ClientKey::new(branch, method);
         self.clients.insert(key.clone(), id);
-        self.entries.insert(id, Entry { key: Key::Client(key), machine });
+        self.entries.insert(id, Entry { key: Key::Client(key), machine, _hold: None });
         id
     }
 

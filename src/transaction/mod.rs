@@ -17,7 +17,7 @@ pub mod timers;
 #[cfg(test)]
 mod tests;
 
-pub use layer::TransactionLayer;
+pub use layer::{Hold, TransactionLayer};
 pub use timers::{TimerConfig, TimerKind, TxId};
 
 use crate::sip::message::SipMsg;

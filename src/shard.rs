@@ -4,6 +4,7 @@
 //! Output: [`Shard::poll_transmit`], [`Shard::poll_timeout`]. The tokio runtime in
 //! `server` owns the sockets and the clock; tests drive a shard with a fake clock.
 
+use crate::b2bua::join::{PeerEnvelope, PeerMsg};
 use crate::b2bua::{B2bua, Router};
 use crate::media::controller::NullRelay;
 use crate::media::{MediaController, MediaSettings, RelayControl};
@@ -21,6 +22,8 @@ pub struct Shard {
     tl: TransactionLayer,
     b2b: B2bua,
     edge: TrunkEdge,
+    /// Messages for calls on other shards, for the task to carry.
+    peer_out: std::collections::VecDeque<PeerEnvelope>,
 }
 
 /// What a shard is built from.
@@ -77,6 +80,7 @@ impl Shard {
             tl: TransactionLayer::new(s.timers, zones),
             b2b: B2bua::new(s.index, s.count, s.router, media, s.health, s.bindings),
             edge,
+            peer_out: Default::default(),
         }
     }
 
@@ -100,13 +104,40 @@ impl Shard {
     }
 
     fn pump(&mut self, now: Instant) {
-        while let Some(ev) = self.tl.poll_event() {
-            if self.edge.claims(&ev) {
-                self.edge.handle_event(now, ev, &mut self.tl);
-            } else {
-                self.b2b.handle_event(now, ev, &mut self.tl);
+        loop {
+            while let Some(ev) = self.tl.poll_event() {
+                if self.edge.claims(&ev) {
+                    self.edge.handle_event(now, ev, &mut self.tl);
+                } else {
+                    self.b2b.handle_event(now, ev, &mut self.tl);
+                }
+            }
+            // Messages between calls: those for this shard are delivered at once (which may
+            // queue events and more messages), the others wait for the task.
+            let peers = self.b2b.take_peer_messages();
+            if peers.is_empty() {
+                break;
+            }
+            let me = self.b2b.shard;
+            for p in peers {
+                if p.shard == me {
+                    self.b2b.handle_peer_message(now, p.msg, &mut self.tl);
+                } else {
+                    self.peer_out.push_back(p);
+                }
             }
         }
+    }
+
+    /// A message from a call on another shard.
+    pub fn handle_peer_message(&mut self, now: Instant, msg: PeerMsg) {
+        self.b2b.handle_peer_message(now, msg, &mut self.tl);
+        self.pump(now);
+    }
+
+    /// Next message for a call on another shard.
+    pub fn poll_peer(&mut self) -> Option<PeerEnvelope> {
+        self.peer_out.pop_front()
     }
 
     /// A parsed message arrived on `flow`.

@@ -149,8 +149,24 @@ impl B2bua {
         };
         // Kept for RFC 4028 refreshes: a re-INVITE repeating the last SDP is answered locally.
         call.sdp_from[from.idx()] = Some(body.to_vec());
-        call.sdp_to[from.other().idx()] = Some(out.clone());
+        // A body the other leg is not sent is not what it last got.
+        if relayed {
+            call.sdp_to[from.other().idx()] = Some(out.clone());
+        }
         Ok(Some(out))
+    }
+
+    /// Takes `body` from `from` into the relay without sending the other leg anything (a
+    /// joined call's peer relay, a remaining leg's re-offer).
+    pub(crate) fn take_unrelayed_body(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from: Side,
+        body: &[u8],
+        source: IpAddr,
+    ) -> Result<(), MediaError> {
+        self.take_body(now, key, from, body, source, false).map(|_| ())
     }
 
     /// Like [`Self::cross_sdp`] for bodies that must cross even when anchoring fails (answers:

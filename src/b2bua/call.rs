@@ -234,6 +234,9 @@ pub struct Call {
     pub peer_allows_update: [bool; 2],
     /// A transfer sipborder performs on one side (REFER handled locally).
     pub transfer: Option<super::transfer::Transfer>,
+    /// This call joined (or joining) to another call in place of one of its legs (attended
+    /// transfer, or an INVITE with Replaces).
+    pub join: Option<super::join::Join>,
     /// Log span of the call: every line logged while handling it carries both Call-IDs.
     pub span: tracing::Span,
     /// Media of the call (None before the first attempt).

@@ -127,6 +127,8 @@ pub struct B2bua {
     pub(crate) next_keepalive: Option<Instant>,
     /// In-dialog requests that are already authenticated retries (a second challenge fails).
     pub(crate) auth_retried: HashSet<TxId>,
+    /// Messages to calls on other shards (joins), taken by the shard.
+    pub(crate) peer_out: Vec<super::join::PeerEnvelope>,
 }
 
 impl B2bua {
@@ -160,6 +162,7 @@ impl B2bua {
             auth_retried: HashSet::default(),
             bindings,
             next_keepalive: None,
+            peer_out: Vec::new(),
         }
     }
 
@@ -544,6 +547,7 @@ impl B2bua {
     /// Removes a call and its indexes, recording how it ended.
     pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
         let Some(mut call) = self.calls.remove(&key) else { return };
+        self.joined_peer_ended(call.join.and_then(|j| j.peer));
         // A call refused as unknown by the far end counts toward an enumeration ban.
         if matches!(final_code, 404 | 484 | 604) && call.answered.is_none() {
             self.strike(now, call.a.flow, crate::security::Reason::UnknownUser);

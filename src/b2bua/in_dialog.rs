@@ -89,6 +89,9 @@ impl B2bua {
             self.reply_local(now, tl, tx, &msg, flow, 483, None, &[]);
             return;
         }
+        if self.in_dialog_of_joined(now, key, side, tx, &msg, flow, tl) {
+            return;
+        }
         match method {
             Method::Bye => self.on_bye(now, key, side, tx, msg, flow, tl),
             Method::Invite => self.on_reinvite(now, key, side, tx, msg, flow, tl),

@@ -193,6 +193,7 @@ impl B2bua {
             media: None,
             timers: [None, None],
             transfer: None,
+            join: None,
             sdp_from: [None, None],
             sdp_to: [None, None],
             peer_allows_update: [msg_allows_update, false],

@@ -14,6 +14,7 @@ mod dispatch;
 mod dtmf;
 mod in_dialog;
 mod initial;
+pub mod join;
 mod local;
 mod policy_hook;
 mod register_proxy;

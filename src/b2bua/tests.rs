@@ -2222,3 +2222,124 @@ fn a_pbx_transfer_of_a_carrier_call_is_done_locally_and_the_carrier_sees_nothing
     h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
     h.assert_clean();
 }
+
+// =============================================================================================
+// Attended transfer: two carrier calls joined by sipborder (REFER with Replaces)
+// =============================================================================================
+
+/// `up`'s PBX leg (leg B of an inbound call) named in a Refer-To's escaped Replaces, tags as
+/// the PBX writes them (to-tag: the remote end's, sipborder's; from-tag: its own).
+fn replaces_of(pbx_leg: &Peer) -> String {
+    let ours = param(&pbx_leg.to, "tag").expect("sipborder's tag");
+    let theirs = param(&pbx_leg.from, "tag").expect("the PBX's tag");
+    format!("{}%3Bto-tag%3D{ours}%3Bfrom-tag%3D{theirs}", pbx_leg.call_id.replace('@', "%40"))
+}
+
+fn attended_refer(from: &mut Peer, replaces: &str) -> String {
+    from.request(
+        "REFER",
+        &[
+            "Event: refer",
+            &format!("Refer-To: <sip:10002@10.0.0.50?Replaces={replaces}>"),
+            "Referred-By: <sip:10001@10.0.0.50>",
+        ],
+        "",
+    )
+}
+
+fn refer_local_harness() -> Harness {
+    Harness::with_config(&CONFIG.replace(
+        "    address: 198.51.100.10:5060\n",
+        "    address: 198.51.100.10:5060\n    refer: local\n",
+    ))
+}
+
+#[test]
+fn an_attended_transfer_joins_two_carrier_calls_and_the_carriers_see_nothing() {
+    let mut h = refer_local_harness();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    let y_offer = sdp("198.51.100.30", 30002, "sendrecv");
+    let mut y = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &y_offer));
+    // The PBX completes the transfer on X's call, naming its leg of Y's call.
+    let refer = attended_refer(&mut x.b, &replaces_of(&y.b));
+    let out = h.feed(pbx(), &refer);
+    resp_to(&out, pbx(), 202);
+    let notifies: Vec<&String> =
+        out.iter().filter(|(_, t)| is_req(t, "NOTIFY")).map(|(_, t)| t).collect();
+    assert_eq!(notifies.len(), 2, "{}", dump(&out));
+    assert_eq!(body(notifies[0]), "SIP/2.0 100 Trying\r\n");
+    assert_eq!(body(notifies[1]), "SIP/2.0 200 OK\r\n");
+    assert!(hdr(notifies[1], "Subscription-State").starts_with("terminated"));
+    // Both PBX legs end; neither carrier hears of it.
+    let byes: Vec<String> = out
+        .iter()
+        .filter(|(f, t)| *f == pbx() && is_req(t, "BYE"))
+        .map(|(_, t)| call_id(t))
+        .collect();
+    assert_eq!(byes.len(), 2, "{}", dump(&out));
+    assert!(byes.contains(&x.b.call_id) && byes.contains(&y.b.call_id), "{byes:?}");
+    assert_eq!(count(&out, |f, _| *f == itsp()), 0, "{}", dump(&out));
+    for (_, t) in
+        out.iter().filter(|(f, t)| *f == pbx() && (is_req(t, "BYE") || is_req(t, "NOTIFY")))
+    {
+        h.feed(pbx(), &reply(t, 200, None, &[], ""));
+    }
+    // The PBX's own BYE for X's leg, crossing ours, is answered and goes nowhere.
+    let out = h.feed(pbx(), &x.b.request("BYE", &[], ""));
+    resp_to(&out, pbx(), 200);
+    assert_eq!(out.len(), 1, "{}", dump(&out));
+    // X puts the joined call on hold: answered here (recvonly), nothing crosses.
+    let hold = sdp("198.51.100.20", 30000, "sendonly");
+    let reinv = x.a.request("INVITE", &["Content-Type: application/sdp"], &hold);
+    let out = h.feed(itsp(), &reinv);
+    let ok = resp_to(&out, itsp(), 200);
+    assert!(body(&ok).contains("a=recvonly"), "{ok}");
+    assert_eq!(count(&out, |_, t| !t.starts_with("SIP/2.0 ")), 0, "only answers: {}", dump(&out));
+    let out = h.feed(itsp(), &x.a.ack(x.a.cseq, ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+    // X hangs up: Y's carrier leg gets the BYE, and both calls are gone.
+    let out = h.feed(itsp(), &x.a.request("BYE", &[], ""));
+    resp_to(&out, itsp(), 200);
+    let bye_y = out
+        .iter()
+        .find(|(f, t)| *f == itsp() && is_req(t, "BYE"))
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| panic!("a BYE to Y:\n{}", dump(&out)));
+    assert_eq!(call_id(&bye_y), y.a.call_id);
+    h.feed(itsp(), &reply(&bye_y, 200, None, &[], ""));
+    let _ = &mut y;
+    h.assert_clean();
+}
+
+#[test]
+fn an_attended_transfer_naming_no_call_fails_in_the_notify_and_the_call_goes_on() {
+    let mut h = refer_local_harness();
+    let mut x = establish(
+        &mut h,
+        itsp(),
+        &invite(itsp(), "sip:10001@203.0.113.1", &[], &sdp("198.51.100.20", 30000, "sendrecv")),
+    );
+    let out = h.feed(pbx(), &attended_refer(&mut x.b, "nosuch%40pbx%3Bto-tag%3D1%3Bfrom-tag%3D2"));
+    resp_to(&out, pbx(), 202);
+    let last = out.iter().rev().find(|(_, t)| is_req(t, "NOTIFY")).map(|(_, t)| t.clone());
+    assert_eq!(last.as_deref().map(body), Some("SIP/2.0 481 Call/Transaction Does Not Exist\r\n"));
+    assert_eq!(count(&out, |_, t| is_req(t, "BYE")), 0, "{}", dump(&out));
+    // The call is intact: a BYE from the carrier reaches the PBX.
+    hang_up_from_a(&mut h, &mut x);
+    h.assert_clean();
+}
+
+#[test]
+fn a_badly_escaped_replaces_gets_400() {
+    let mut h = refer_local_harness();
+    let mut x = establish(
+        &mut h,
+        itsp(),
+        &invite(itsp(), "sip:10001@203.0.113.1", &[], &sdp("198.51.100.20", 30000, "sendrecv")),
+    );
+    let out = h.feed(pbx(), &attended_refer(&mut x.b, "c%4"));
+    resp_to(&out, pbx(), 400);
+    hang_up_from_a(&mut h, &mut x);
+    h.assert_clean();
+}

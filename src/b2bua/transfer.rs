@@ -13,6 +13,7 @@ use crate::dialog::{Dialog, DialogState};
 use crate::sip::callid::new_call_id;
 use crate::sip::headers::{addr_uri, make, uri_user};
 use crate::sip::message::{SipMsg, Transport};
+use crate::sip::replaces::Replaces;
 use crate::sip::token::new_tag;
 use crate::transaction::{TransactionLayer, TxId};
 use crate::transport::flow::Flow;
@@ -36,7 +37,7 @@ pub struct Transfer {
 
 impl B2bua {
     /// Sends a NOTIFY with `status_line` as sipfrag to `side`'s dialog (the REFER's dialog).
-    fn notify_progress(
+    pub(crate) fn notify_progress(
         &mut self,
         now: Instant,
         key: CallKey,
@@ -83,23 +84,25 @@ impl B2bua {
             return;
         };
         let target_uri = addr_uri(&refer_to).to_string();
-        if target_uri.contains("Replaces=") || target_uri.contains("replaces=") {
-            transfers("rejected");
-            // Attended transfer: the PBX joins two calls itself; sipborder relays it.
-            self.reply_local(
-                now,
-                tl,
-                tx,
-                msg,
-                flow,
-                501,
-                Some("Attended Transfer Not Handled Locally"),
-                &[],
-            );
+        let replaces = match Replaces::from_refer_to(&target_uri) {
+            Ok(r) => r,
+            Err(e) => {
+                transfers("rejected");
+                self.reply_local(now, tl, tx, msg, flow, 400, Some(&e.to_string()), &[]);
+                return;
+            }
+        };
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.transfer.is_some() || c.reinvite.is_some() || c.join.is_some())
+        {
+            self.reply_local(now, tl, tx, msg, flow, 491, None, &[]);
             return;
         }
-        if self.calls.get(&key).is_some_and(|c| c.transfer.is_some() || c.reinvite.is_some()) {
-            self.reply_local(now, tl, tx, msg, flow, 491, None, &[]);
+        if let Some(r) = replaces {
+            // Attended transfer: join this call's remaining party with the replaced call's.
+            self.refer_with_replaces(now, key, side, tx, msg, flow, r, tl);
             return;
         }
         let user = uri_user(&target_uri).unwrap_or("").to_string();

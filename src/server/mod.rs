@@ -151,7 +151,10 @@ impl Server {
             stats.clone(),
         ));
         outbound.set_dispatcher(dispatcher.clone());
-        for (i, (rx, relay_rx)) in receivers.into_iter().zip(relay_rxs).enumerate() {
+        let links = shard_task::PeerLinks::for_shards(shard_count);
+        for (i, ((rx, relay_rx), peers)) in
+            receivers.into_iter().zip(relay_rxs).zip(links).enumerate()
+        {
             let shard = crate::shard::Shard::from_setup(
                 tokio::time::Instant::now().into_std(),
                 crate::shard::ShardSetup {
@@ -166,7 +169,15 @@ impl Server {
                     bindings: bindings.clone(),
                 },
             );
-            tokio::spawn(shard_task::run(shard, i, rx, relay_rx, outbound.clone(), stats.clone()));
+            tokio::spawn(shard_task::run(
+                shard,
+                i,
+                rx,
+                relay_rx,
+                peers,
+                outbound.clone(),
+                stats.clone(),
+            ));
         }
         tokio::spawn(shard_task::forward_transport_errors(err_rx, senders.clone()));
         for (zone, sock) in bound.udp {

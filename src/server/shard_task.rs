@@ -2,6 +2,7 @@
 
 use super::outbound::Outbound;
 use super::stats::SharedStats;
+use crate::b2bua::join::PeerMsg;
 use crate::b2bua::Router;
 use crate::observe::names;
 use crate::shard::Shard;
@@ -43,12 +44,32 @@ fn handle(shard: &mut Shard, input: ShardInput) {
     }
 }
 
+/// Channels between shard tasks for messages between calls (joins): unbounded, so two shards
+/// sending to each other never wait on each other; they come per transfer, never per packet.
+#[derive(Debug)]
+pub struct PeerLinks {
+    /// This shard's inbox.
+    pub rx: mpsc::UnboundedReceiver<PeerMsg>,
+    /// Every shard's inbox, by index.
+    pub tx: Arc<Vec<mpsc::UnboundedSender<PeerMsg>>>,
+}
+
+impl PeerLinks {
+    /// One link per shard.
+    pub fn for_shards(n: usize) -> Vec<PeerLinks> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let txs = Arc::new(txs);
+        rxs.into_iter().map(|rx| PeerLinks { rx, tx: txs.clone() }).collect()
+    }
+}
+
 /// Runs shard `index` until its input channel closes.
 pub async fn run(
     mut shard: Shard,
     index: usize,
     mut rx: mpsc::Receiver<ShardInput>,
     mut relay_rx: mpsc::UnboundedReceiver<crate::media::relay::RelayEvent>,
+    mut peers: PeerLinks,
     out: Arc<Outbound>,
     stats: Arc<SharedStats>,
 ) {
@@ -75,10 +96,16 @@ pub async fn run(
                 }
             }
             Some(ev) = relay_rx.recv() => shard.handle_relay_event(now(), ev),
+            Some(msg) = peers.rx.recv() => shard.handle_peer_message(now(), msg),
             _ = sleep => shard.handle_timeout(now()),
         }
         while let Some(t) = shard.poll_transmit() {
             out.send(t);
+        }
+        while let Some(p) = shard.poll_peer() {
+            if let Some(tx) = peers.tx.get(p.shard) {
+                let _ = tx.send(p.msg);
+            }
         }
         for rec in shard.b2bua_mut().take_finished() {
             crate::observe::calls::record_finished(&rec);

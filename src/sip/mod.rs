@@ -8,6 +8,7 @@ pub mod headers;
 pub mod message;
 pub mod normalize;
 pub mod parse;
+pub mod replaces;
 pub mod sdp;
 pub mod token;
 pub mod wire;

@@ -16,6 +16,7 @@ mod codecs;
 mod direction;
 mod error;
 mod parse;
+mod readdress;
 mod rewrite;
 
 pub use codecs::{static_encoding, NothingLeft};
@@ -24,6 +25,7 @@ pub use error::{SdpError, SdpErrorReason};
 pub use parse::{
     Connection, Fmtp, IceAttributes, MediaSection, Origin, Rtcp, RtpMap, SessionDescription,
 };
+pub use readdress::{answer_direction, readdress};
 pub use rewrite::{IceLitePlan, MediaPlan, RewriteOutput, RewritePlan, RtcpPlan};
 
 #[cfg(test)]

@@ -1,0 +1,214 @@
+//! Transfers sipborder performs itself (`refer: local` on the carrier trunk), end to end: the
+//! real binary, a PBX and a carrier played over raw UDP, RTP on real sockets.
+//!
+//! Attended transfer: the PBX holds two calls to the carrier (X and Y) and joins them with a
+//! REFER whose Refer-To carries Replaces. The carrier must see nothing — no REFER, no
+//! re-INVITE — and X and Y must hear each other through the relay ports they already know.
+
+mod common;
+#[path = "common/rtp.rs"]
+mod rtp;
+
+use common::*;
+use rtp::*;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+    )
+}
+
+/// One call from the PBX to the carrier, as both ends see it.
+struct CarrierCall {
+    /// The PBX's dialog: Call-ID, its tag, sipborder's tag, sipborder's Contact, CSeq.
+    call_id: String,
+    pbx_tag: String,
+    sbc_tag: String,
+    target: String,
+    cseq: u32,
+    /// The INVITE as the carrier got it (its dialog: Call-ID, tags).
+    at_carrier: String,
+    /// The carrier party's RTP socket, and the relay port it sends to.
+    rtp: UdpSocket,
+    carrier_relay: SocketAddr,
+}
+
+struct Pbx {
+    sip: RawUdp,
+    rtp: UdpSocket,
+}
+
+impl Pbx {
+    fn request(&self, p: &Ports, c: &CarrierCall, method: &str, extra: &str, body: &str) -> String {
+        let me = self.sip.port();
+        let to_tag =
+            if c.sbc_tag.is_empty() { String::new() } else { format!(";tag={}", c.sbc_tag) };
+        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{me};rport;branch=z9hG4bK{method}{cseq}{branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:100@127.0.0.1:{me}>;tag={ftag}\r\n\
+             To: <sip:4900@127.0.0.1:{lan}>{to_tag}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:100@127.0.0.1:{me}>\r\n\
+             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            target = c.target,
+            ftag = c.pbx_tag,
+            lan = p.lan,
+            cid = c.call_id,
+            cseq = c.cseq,
+            branch = c.call_id.split('@').next().unwrap_or(""),
+            len = body.len(),
+        )
+    }
+}
+
+/// A Call-ID of the PBX's that sipborder's 2 shards put on `shard` (so the two calls of a
+/// transfer sit on different shards and must talk across them).
+fn call_id_on_shard(prefix: &str, shard: usize) -> String {
+    (0..1000)
+        .map(|i| format!("{prefix}-{i}-{}@127.0.0.1", std::process::id()))
+        .find(|c| sipborder::sip::callid::shard_of(c, 2) == shard)
+        .expect("a Call-ID on the shard")
+}
+
+/// The PBX calls `callee` at the carrier, which answers with its party's RTP socket.
+fn place(p: &Ports, pbx: &Pbx, carrier: &RawUdp, call_id: String, callee: &str) -> CarrierCall {
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("carrier rtp");
+    let mut c = CarrierCall {
+        call_id,
+        pbx_tag: format!("pbx-{callee}"),
+        sbc_tag: String::new(),
+        target: format!("sip:{callee}@127.0.0.1:{}", p.lan),
+        cseq: 1,
+        at_carrier: String::new(),
+        rtp,
+        carrier_relay: "0.0.0.0:0".parse().expect("addr"),
+    };
+    let pbx_port = pbx.rtp.local_addr().expect("pbx rtp").port();
+    pbx.sip.send_to(&pbx.request(p, &c, "INVITE", "", &sdp(pbx_port)), p.lan);
+    let start = format!("INVITE sip:{callee}@");
+    let (inv, _) = carrier
+        .recv_until(WAIT, |m| m.starts_with(&start))
+        .unwrap_or_else(|| panic!("{start}... at the carrier"));
+    c.carrier_relay = media_addr(body(&inv));
+    let party = c.rtp.local_addr().expect("rtp").port();
+    let contact = format!(
+        "Contact: <sip:{callee}@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+        p.itsp
+    );
+    carrier
+        .send_to(&respond(&inv, 200, "OK", &format!("c-{callee}"), &contact, &sdp(party)), p.trunk);
+    let (ok, _) = pbx
+        .sip
+        .recv_until(WAIT, |m| m.starts_with("SIP/2.0 200") && m.contains(&c.call_id))
+        .expect("200 at the PBX");
+    c.sbc_tag = header(&ok, "To").and_then(tag).expect("sipborder's tag").to_string();
+    c.target = header(&ok, "Contact")
+        .map(|v| v.trim_start_matches('<').split('>').next().unwrap_or(v).to_string())
+        .expect("Contact");
+    pbx.sip.send_to(&pbx.request(p, &c, "ACK", "", ""), p.lan);
+    carrier.recv_until(WAIT, |m| m.starts_with("ACK ")).expect("ACK at the carrier");
+    c.at_carrier = inv;
+    c
+}
+
+/// 40 packets from `from` (to its relay port) reach `to` from `to`'s relay port.
+fn audio(from: &CarrierCall, to: &CarrierCall, stream_id: u32, what: &str) {
+    let sent = stream(0, 0xabc0_0000 + stream_id, stream_id, 100, 40);
+    for pkt in &sent {
+        from.rtp.send_to(pkt, from.carrier_relay).expect("send rtp");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let got = recv_n(&to.rtp, sent.len(), WAIT);
+    assert_relayed(&got, &sent, to.carrier_relay, what);
+}
+
+#[test]
+fn attended_transfer_joins_two_carrier_calls_across_shards_and_they_hear_each_other() {
+    let p = Ports::new();
+    let setup = Setup { itsp_extra: "    refer: local\n".into(), ..Setup::default() };
+    let sbc = Sbc::start(p, &config(&p, &setup));
+    let pbx = Pbx { sip: RawUdp::bind(), rtp: UdpSocket::bind("127.0.0.1:0").expect("pbx rtp") };
+    let carrier = RawUdp::bind_port(p.itsp);
+    let x = place(&p, &pbx, &carrier, call_id_on_shard("att-x", 0), "4901");
+    let y = place(&p, &pbx, &carrier, call_id_on_shard("att-y", 1), "4902");
+    // The PBX completes the transfer on X's call, naming its dialog with Y.
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        y.call_id.replace('@', "%40"),
+        y.sbc_tag,
+        y.pbx_tag
+    );
+    let mut xr = CarrierCall { cseq: 2, ..x };
+    let refer_to =
+        format!("Refer-To: <sip:4902@127.0.0.1?Replaces={replaces}>\r\nEvent: refer\r\n");
+    pbx.sip.send_to(&pbx.request(&p, &xr, "REFER", &refer_to, ""), p.lan);
+    // 202, NOTIFYs up to 200 OK, and a BYE on each PBX leg; every request answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut accepted, mut notified_ok, mut byes) = (false, false, Vec::new());
+    while !(accepted && notified_ok && byes.len() == 2) && Instant::now() < deadline {
+        let Some(m) = pbx.sip.recv(Duration::from_millis(500)) else { continue };
+        if m.starts_with("SIP/2.0 202") {
+            accepted = true;
+            continue;
+        }
+        if m.starts_with("SIP/2.0") {
+            continue;
+        }
+        if m.starts_with("NOTIFY ") && body(&m).starts_with("SIP/2.0 200") {
+            notified_ok = true;
+        }
+        if m.starts_with("BYE ") {
+            byes.push(header(&m, "Call-ID").unwrap_or("").to_string());
+        }
+        pbx.sip.send_to(&respond(&m, 200, "OK", "pbx", "", ""), p.lan);
+    }
+    assert!(accepted && notified_ok, "202 and NOTIFY 200 at the PBX\n{}", sbc.log());
+    byes.sort();
+    let mut want = vec![xr.call_id.clone(), y.call_id.clone()];
+    want.sort();
+    assert_eq!(byes, want, "both PBX legs ended\n{}", sbc.log());
+    // The carrier was told nothing.
+    let told = carrier.recv_until(Duration::from_millis(500), |m| !m.starts_with("SIP/2.0"));
+    assert!(told.is_none(), "the carrier got {told:?}");
+    // X and Y hear each other on the relay ports each already knew.
+    audio(&xr, &y, 1, "X → Y");
+    audio(&y, &xr, 2, "Y → X");
+    assert!(drain(&pbx.rtp, Duration::from_millis(200)).is_empty(), "nothing reaches the PBX");
+    // X hangs up: the carrier gets the BYE for Y's call, and no call is left.
+    xr.cseq = 1;
+    let at = &xr.at_carrier;
+    let bye = format!(
+        "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{itsp};branch=z9hG4bKxbye\r\n\
+         Max-Forwards: 70\r\nFrom: {to};tag=c-4901\r\nTo: {from}\r\nCall-ID: {cid}\r\n\
+         CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        contact = header(at, "Contact")
+            .map(|v| v.trim_start_matches('<').split('>').next().unwrap_or(v).to_string())
+            .expect("sipborder's Contact"),
+        itsp = p.itsp,
+        to = header(at, "To").unwrap_or(""),
+        from = header(at, "From").unwrap_or(""),
+        cid = header(at, "Call-ID").unwrap_or(""),
+    );
+    carrier.send_to(&bye, p.trunk);
+    let y_cid = header(&y.at_carrier, "Call-ID").unwrap_or("").to_string();
+    let (bye_y, _) = carrier
+        .recv_until(WAIT, |m| m.starts_with("BYE ") && m.contains(&y_cid))
+        .unwrap_or_else(|| panic!("BYE for Y's call at the carrier\n{}", sbc.log()));
+    carrier.send_to(&respond(&bye_y, 200, "OK", "c", "", ""), p.trunk);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sbc.metric("sipborder_calls_active") > 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sbc.metric("sipborder_calls_active"), 0.0, "{}", sbc.metrics());
+    assert_eq!(sbc.metric("sipborder_transfers_total{result=\"completed\"}"), 1.0);
+}

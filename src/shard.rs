@@ -16,6 +16,9 @@ use crate::trunk::health::TrunkHealth;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Most Call-IDs one shard forwards to others at once (dialogs that replaced another's leg).
+const MAX_FORWARDED: usize = 10_000;
+
 /// One signalling shard.
 #[derive(Debug)]
 pub struct Shard {
@@ -24,6 +27,9 @@ pub struct Shard {
     edge: TrunkEdge,
     /// Messages for calls on other shards, for the task to carry.
     peer_out: std::collections::VecDeque<PeerEnvelope>,
+    /// Call-IDs hashing here whose dialog lives on another shard (an INVITE with Replaces
+    /// joins the call of the Call-ID it replaces): everything of theirs goes there.
+    forwarded: rustc_hash::FxHashMap<String, usize>,
 }
 
 /// What a shard is built from.
@@ -81,6 +87,7 @@ impl Shard {
             b2b: B2bua::new(s.index, s.count, s.router, media, s.health, s.bindings),
             edge,
             peer_out: Default::default(),
+            forwarded: Default::default(),
         }
     }
 
@@ -131,8 +138,48 @@ impl Shard {
 
     /// A message from a call on another shard.
     pub fn handle_peer_message(&mut self, now: Instant, msg: PeerMsg) {
-        self.b2b.handle_peer_message(now, msg, &mut self.tl);
-        self.pump(now);
+        match msg {
+            PeerMsg::Forward(msg, flow) => self.handle_message(now, *msg, flow),
+            PeerMsg::Release { call_id } => {
+                self.forwarded.remove(&call_id);
+            }
+            msg => {
+                self.b2b.handle_peer_message(now, msg, &mut self.tl);
+                self.pump(now);
+            }
+        }
+    }
+
+    /// The shard a message belongs to when it is not this one: a Call-ID already forwarded,
+    /// or a new INVITE whose Replaces names a dialog of another shard (remembered, so its ACK,
+    /// BYE and the rest follow). Forwarding is not in the dispatcher so no table is shared:
+    /// each shard keeps its own, and only these dialogs pay the extra hop.
+    fn forward_target(&mut self, msg: &SipMsg) -> Option<usize> {
+        if !self.forwarded.is_empty() {
+            if let Some(&s) = self.forwarded.get(&msg.call_id) {
+                return Some(s);
+            }
+        }
+        if !msg.is_request() || msg.method() != rsip::Method::Invite || msg.to_tag.is_some() {
+            return None;
+        }
+        let replaces = crate::sip::replaces::Replaces::parse(msg.header("Replaces")?).ok()?;
+        let me = self.b2b.shard;
+        // The replaced dialog may itself have been forwarded from here.
+        let target = match self.forwarded.get(&replaces.call_id) {
+            Some(&s) => s,
+            None => crate::sip::callid::shard_of(&replaces.call_id, self.b2b.shards),
+        };
+        if target == me {
+            return None;
+        }
+        // Bounded: a flood of Replaces INVITEs cannot grow the table without end (past the
+        // bound they are answered here, 481, as naming no dialog of this shard).
+        if self.forwarded.len() >= MAX_FORWARDED {
+            return None;
+        }
+        self.forwarded.insert(msg.call_id.clone(), target);
+        Some(target)
     }
 
     /// Next message for a call on another shard.
@@ -142,6 +189,11 @@ impl Shard {
 
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, msg: SipMsg, flow: Flow) {
+        if let Some(shard) = self.forward_target(&msg) {
+            let msg = PeerMsg::Forward(Box::new(msg), flow);
+            self.peer_out.push_back(PeerEnvelope { shard, msg });
+            return;
+        }
         let Ok(hold) = self.transaction_slot(now, &msg, flow) else { return };
         self.tl.handle_message_holding(now, msg, flow, hold);
         self.pump(now);

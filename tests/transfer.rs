@@ -212,3 +212,132 @@ fn attended_transfer_joins_two_carrier_calls_across_shards_and_they_hear_each_ot
     assert_eq!(sbc.metric("sipborder_calls_active"), 0.0, "{}", sbc.metrics());
     assert_eq!(sbc.metric("sipborder_transfers_total{result=\"completed\"}"), 1.0);
 }
+
+/// The carrier's INVITE from `carrier` (bound to the ITSP's port) for `callee`, with an SDP
+/// naming `rtp`.
+fn carrier_invite(p: &Ports, call_id: &str, callee: &str, rtp: u16) -> String {
+    let body = sdp(rtp);
+    format!(
+        "INVITE sip:{callee}@127.0.0.1:{trunk} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{itsp};rport;branch=z9hG4bKcarrier1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:0301234567@127.0.0.1:{itsp}>;tag=carrier\r\n\
+         To: <sip:{callee}@127.0.0.1:{trunk}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:0301234567@127.0.0.1:{itsp}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        trunk = p.trunk,
+        itsp = p.itsp,
+        len = body.len(),
+    )
+}
+
+#[test]
+fn an_invite_with_replaces_from_the_pbx_takes_over_a_carrier_call_on_another_shard() {
+    let p = Ports::new();
+    let sbc = Sbc::start(p, &config(&p, &Setup::default()));
+    let carrier = RawUdp::bind_port(p.itsp);
+    let x_rtp = UdpSocket::bind("127.0.0.1:0").expect("x rtp");
+    let pbx = RawUdp::bind_port(p.pbx);
+    let pbx_rtp = UdpSocket::bind("127.0.0.1:0").expect("pbx rtp");
+    // The carrier calls the PBX, on shard 0.
+    let cid = call_id_on_shard("inbound", 0);
+    let x_port = x_rtp.local_addr().expect("addr").port();
+    carrier.send_to(&carrier_invite(&p, &cid, "4910", x_port), p.trunk);
+    let (inv, _) = pbx.recv_until(WAIT, |m| m.starts_with("INVITE ")).expect("INVITE at the PBX");
+    let pbx_port = pbx_rtp.local_addr().expect("addr").port();
+    let contact =
+        format!("Contact: <sip:4910@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n", p.pbx);
+    pbx.send_to(&respond(&inv, 200, "OK", "pbx-leg", &contact, &sdp(pbx_port)), p.lan);
+    let (ok, _) =
+        carrier.recv_until(WAIT, |m| m.starts_with("SIP/2.0 200")).expect("200 at the carrier");
+    let x_relay = media_addr(body(&ok));
+    let ack = format!(
+        "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{itsp};branch=z9hG4bKcarrierack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:0301234567@127.0.0.1:{itsp}>;tag=carrier\r\nTo: {to}\r\n\
+         Call-ID: {cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        target = header(&ok, "Contact")
+            .map(|v| v.trim_start_matches('<').split('>').next().unwrap_or(v).to_string())
+            .expect("Contact"),
+        itsp = p.itsp,
+        to = header(&ok, "To").unwrap_or(""),
+    );
+    carrier.send_to(&ack, p.trunk);
+    pbx.recv_until(WAIT, |m| m.starts_with("ACK ")).expect("ACK at the PBX");
+    std::thread::sleep(Duration::from_millis(150));
+    // Another phone of the PBX takes the call over, its INVITE on the other shard.
+    let phone = RawUdp::bind();
+    let phone_rtp = UdpSocket::bind("127.0.0.1:0").expect("phone rtp");
+    let leg_cid = header(&inv, "Call-ID").unwrap_or("").to_string();
+    let sbc_tag = header(&inv, "From").and_then(tag).unwrap_or("").to_string();
+    let new_cid = call_id_on_shard("pickup", 1);
+    let offer = sdp(phone_rtp.local_addr().expect("addr").port());
+    let me = phone.port();
+    let pickup = format!(
+        "INVITE sip:4910@127.0.0.1:{lan} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};rport;branch=z9hG4bKpickup1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:4911@127.0.0.1:{me}>;tag=phone2\r\n\
+         To: <sip:4910@127.0.0.1:{lan}>\r\nCall-ID: {new_cid}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:4911@127.0.0.1:{me}>\r\n\
+         Replaces: {leg_cid};to-tag={sbc_tag};from-tag=pbx-leg\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
+        lan = p.lan,
+        len = offer.len(),
+    );
+    phone.send_to(&pickup, p.lan);
+    let (ok2, _) = phone
+        .recv_until(WAIT, |m| m.starts_with("SIP/2.0 200"))
+        .unwrap_or_else(|| panic!("200 at the new phone\n{}", sbc.log()));
+    let phone_relay = media_addr(body(&ok2));
+    let (bye_old, _) = pbx
+        .recv_until(WAIT, |m| m.starts_with("BYE ") && m.contains(&leg_cid))
+        .expect("BYE for the replaced leg");
+    pbx.send_to(&respond(&bye_old, 200, "OK", "x", "", ""), p.lan);
+    let our_tag = header(&ok2, "To").and_then(tag).unwrap_or("").to_string();
+    let target = header(&ok2, "Contact")
+        .map(|v| v.trim_start_matches('<').split('>').next().unwrap_or(v).to_string())
+        .expect("Contact");
+    let ack2 = format!(
+        "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};rport;branch=z9hG4bKpickupack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:4911@127.0.0.1:{me}>;tag=phone2\r\n\
+         To: <sip:4910@127.0.0.1:{lan}>;tag={our_tag}\r\nCall-ID: {new_cid}\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        lan = p.lan,
+    );
+    phone.send_to(&ack2, p.lan);
+    assert!(
+        carrier.recv_until(Duration::from_millis(500), |m| !m.starts_with("SIP/2.0")).is_none(),
+        "the carrier is told nothing"
+    );
+    // Audio both ways between the carrier and the new phone, on the relay ports.
+    let down = stream(0, 0xdddd_0001, 7, 10, 40);
+    let up = stream(0, 0xeeee_0002, 8, 10, 40);
+    for (d, u) in down.iter().zip(&up) {
+        x_rtp.send_to(d, x_relay).expect("carrier sends");
+        phone_rtp.send_to(u, phone_relay).expect("phone sends");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_relayed(&recv_n(&phone_rtp, down.len(), WAIT), &down, phone_relay, "carrier → phone");
+    assert_relayed(&recv_n(&x_rtp, up.len(), WAIT), &up, x_relay, "phone → carrier");
+    assert!(drain(&pbx_rtp, Duration::from_millis(200)).is_empty(), "the old leg hears nothing");
+    // The new phone hangs up (its BYE goes through the forwarding shard); the carrier gets it.
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};rport;branch=z9hG4bKpickupbye\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:4911@127.0.0.1:{me}>;tag=phone2\r\n\
+         To: <sip:4910@127.0.0.1:{lan}>;tag={our_tag}\r\nCall-ID: {new_cid}\r\nCSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        lan = p.lan,
+    );
+    phone.send_to(&bye, p.lan);
+    phone.recv_until(WAIT, |m| m.starts_with("SIP/2.0 200") && m.contains("BYE")).expect("200");
+    let (bye_x, _) = carrier.recv_until(WAIT, |m| m.starts_with("BYE ")).expect("BYE at carrier");
+    carrier.send_to(&respond(&bye_x, 200, "OK", "c", "", ""), p.trunk);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sbc.metric("sipborder_calls_active") > 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sbc.metric("sipborder_calls_active"), 0.0, "{}", sbc.metrics());
+    assert_eq!(sbc.metric("sipborder_transfers_total{result=\"replaced\"}"), 1.0);
+}

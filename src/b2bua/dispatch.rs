@@ -315,6 +315,9 @@ impl B2bua {
                 let ra = make("Retry-After", "30");
                 self.reply_local(now, tl, tx, &msg, flow, 503, Some("Shutting Down"), &[ra]);
             }
+            Method::Invite if msg.header("Replaces").is_some() => {
+                self.on_invite_with_replaces(now, tx, &msg, flow, tl)
+            }
             Method::Invite => self.on_initial_invite(now, tx, msg, flow, tl),
             Method::Options if self.addressed_to_us(&msg, flow) => {
                 self.answer_options(now, tx, &msg, flow, tl)
@@ -548,6 +551,10 @@ impl B2bua {
     pub(crate) fn finish_call(&mut self, key: CallKey, now: Instant, final_code: u16) {
         let Some(mut call) = self.calls.remove(&key) else { return };
         self.joined_peer_ended(call.join.and_then(|j| j.peer));
+        self.release_call_id(&call.a.call_id);
+        if let Some(b) = call.dialog(Side::B).map(|d| d.call_id.clone()) {
+            self.release_call_id(&b);
+        }
         // A call refused as unknown by the far end counts toward an enumeration ban.
         if matches!(final_code, 404 | 484 | 604) && call.answered.is_none() {
             self.strike(now, call.a.flow, crate::security::Reason::UnknownUser);

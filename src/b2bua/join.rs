@@ -80,6 +80,14 @@ pub enum PeerMsg {
         /// The call to end.
         to: CallKey,
     },
+    /// A message for a dialog that lives on the receiving shard (an INVITE with Replaces and
+    /// what follows in its dialog), forwarded by the shard its Call-ID hashes to.
+    Forward(Box<SipMsg>, Flow),
+    /// The call holding `call_id` ended: stop forwarding it.
+    Release {
+        /// The Call-ID no longer forwarded.
+        call_id: String,
+    },
 }
 
 /// A [`PeerMsg`] and the shard it goes to.
@@ -201,6 +209,8 @@ impl B2bua {
             PeerMsg::Join { from, replaces, sdp } => self.on_join(now, from, &replaces, &sdp, tl),
             PeerMsg::Joined { to, from, sdp } => self.on_joined(now, to, from, &sdp, tl),
             PeerMsg::JoinFailed { to, code } => self.on_join_failed(now, to, code, tl),
+            // The shard handles these itself; nothing reaches a call.
+            PeerMsg::Forward(..) | PeerMsg::Release { .. } => {}
             PeerMsg::Hangup { to } => {
                 let Some(call) = self.calls.get_mut(&to) else { return };
                 let Some(join) = call.join.as_mut() else { return };
@@ -213,7 +223,7 @@ impl B2bua {
     }
 
     /// The call and side owning the dialog `r` names.
-    fn find_replaced(&self, r: &Replaces) -> Option<(CallKey, Side)> {
+    pub(crate) fn find_replaced(&self, r: &Replaces) -> Option<(CallKey, Side)> {
         [&r.to_tag, &r.from_tag].into_iter().find_map(|tag| {
             let (key, side) = *self.dialogs.get(&(r.call_id.clone(), tag.clone()))?;
             let d = self.calls.get(&key)?.dialog(side)?;
@@ -299,6 +309,18 @@ impl B2bua {
         }
         let line = format!("SIP/2.0 {code} {}", crate::sip::wire::reason_phrase(code));
         self.notify_progress(now, key, join.side, &line, true, tl);
+    }
+
+    /// Tells every other shard that `call_id`, when it does not hash here (a dialog that came
+    /// in forwarded), is no longer this shard's.
+    pub(crate) fn release_call_id(&mut self, call_id: &str) {
+        if crate::sip::callid::shard_of(call_id, self.shards) == self.shard {
+            return;
+        }
+        let me = self.shard;
+        for shard in (0..self.shards).filter(|&s| s != me) {
+            self.send_peer(shard, PeerMsg::Release { call_id: call_id.to_string() });
+        }
     }
 
     /// The peer to tell when `key` ends (called as the call is removed).

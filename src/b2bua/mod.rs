@@ -18,6 +18,7 @@ pub mod join;
 mod local;
 mod policy_hook;
 mod register_proxy;
+mod replace;
 pub mod reply;
 pub mod router;
 pub mod session_timer;

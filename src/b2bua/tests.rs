@@ -2343,3 +2343,51 @@ fn a_badly_escaped_replaces_gets_400() {
     hang_up_from_a(&mut h, &mut x);
     h.assert_clean();
 }
+
+// =============================================================================================
+// INVITE with Replaces from the PBX: a new dialog takes over a call's leg
+// =============================================================================================
+
+#[test]
+fn an_invite_with_replaces_from_the_pbx_takes_over_the_leg_and_the_carrier_sees_nothing() {
+    let mut h = Harness::new();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    // Another phone picks the call up: its INVITE names the PBX's leg.
+    let ours = param(&x.b.to, "tag").expect("our tag");
+    let replaces = format!("Replaces: {};to-tag={ours};from-tag=b1", x.b.call_id);
+    let pickup =
+        invite(pbx(), "sip:10001@10.0.0.1", &[&replaces], &sdp("10.0.0.64", 4000, "sendrecv"));
+    let out = h.feed(pbx(), &pickup);
+    let ok = resp_to(&out, pbx(), 200);
+    assert_eq!(call_id(&ok), call_id(&pickup));
+    let port = |s: &str| body(s).lines().find(|l| l.starts_with("m=audio")).map(str::to_string);
+    assert_eq!(port(&ok), port(&x.b_invite), "the new phone gets the relay port the old leg had");
+    let bye = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&bye), x.b.call_id, "the replaced leg ends");
+    assert_eq!(count(&out, |f, _| *f == itsp()), 0, "the carrier sees nothing: {}", dump(&out));
+    h.feed(pbx(), &reply(&bye, 200, None, &[], ""));
+    // The new phone ACKs; the carrier's BYE now reaches it.
+    let mut phone2 = Peer::caller(pbx(), &pickup, &ok);
+    let out = h.feed(pbx(), &phone2.ack(phone2.cseq, ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+    let out = h.feed(itsp(), &x.a.request("BYE", &[], ""));
+    let relayed = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&relayed), call_id(&pickup));
+    h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
+    let _ = &mut phone2;
+    h.assert_clean();
+}
+
+#[test]
+fn an_invite_with_replaces_naming_no_dialog_gets_481() {
+    let mut h = Harness::new();
+    let r = "Replaces: nosuch@pbx;to-tag=1;from-tag=2";
+    let inv = invite(pbx(), "sip:10001@10.0.0.1", &[r], &sdp("10.0.0.64", 4000, "sendrecv"));
+    let out = h.feed(pbx(), &inv);
+    resp_to(&out, pbx(), 481);
+    assert_eq!(count(&out, |f, _| *f == itsp()), 0, "not routed as a new call: {}", dump(&out));
+    let out = h.feed(pbx(), &invite(pbx(), "sip:10001@10.0.0.1", &["Replaces: x@y;to-tag=1"], ""));
+    resp_to(&out, pbx(), 400);
+    h.assert_clean();
+}

@@ -75,8 +75,10 @@ pub const DTMF_EVENTS_TOTAL: &str = "sipborder_dtmf_events_total";
 /// `answered` (a peer's refresh answered by sipborder), `failed` (our refresh refused or timed
 /// out), `expired` (a session ran out; the call was ended).
 pub const SESSION_REFRESHES_TOTAL: &str = "sipborder_session_refreshes_total";
-/// Transfers handled by sipborder (`refer: local`), by `result`: `completed`, `failed` (the
-/// target did not answer), `rejected` (refused before a new leg was tried).
+/// Transfers handled by sipborder (`refer: local`), by `result`: `completed` (blind or
+/// attended), `failed` (the target did not answer, or the replaced call could not be joined),
+/// `rejected` (refused before anything was tried), `replaced` (an INVITE with Replaces took
+/// over a call's leg).
 pub const TRANSFERS_TOTAL: &str = "sipborder_transfers_total";
 /// Messages, connections and calls refused by the edge guard, by `zone` and `reason` (acl,
 /// banned, scanner, rate_*, calls_*, body_size, tcp_connections, transactions, dialogs...) and

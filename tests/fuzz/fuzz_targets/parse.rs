@@ -9,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sipborder::sip::parse::{parse, parse_via, reject, Limits};
+use sipborder::sip::replaces::Replaces;
 use sipborder::sip::wire::{encode_request, encode_response};
 
 const TIGHT: Limits = Limits { max_message_size: 1024, max_headers: 16, max_vias: 3 };
@@ -47,5 +48,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = reject(data, 400, "Fuzzed \r\n Reason \u{7f}");
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = parse_via(text);
+        // Replaces, as an INVITE header and escaped into a Refer-To (attended transfer).
+        if let Ok(r) = Replaces::parse(text) {
+            assert!(!r.call_id.is_empty() && !r.to_tag.is_empty() && !r.from_tag.is_empty());
+        }
+        let _ = Replaces::from_refer_to(text);
     }
 });

@@ -138,6 +138,26 @@ fn establish_with(h: &mut Harness, a_flow: Flow, invite: &str, answer: &str) -> 
     Up { a, b, a_invite: invite.to_string(), b_invite, a_ok }
 }
 
+/// Like [`establish_with`] once `invite` from `a_flow` has become `b_invite` on leg B.
+fn establish_with_invite_sent(
+    h: &mut Harness,
+    a_flow: Flow,
+    invite: &str,
+    b_invite: &str,
+    answer: &str,
+) -> Up {
+    let b_flow = if a_flow == pbx() { itsp() } else { pbx() };
+    let contact = callee_contact(b_flow);
+    let c = format!("Contact: {contact}");
+    let ok = reply(b_invite, 200, Some("b1"), &[&c, "Content-Type: application/sdp"], answer);
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, a_flow, 200);
+    let a = Peer::caller(a_flow, invite, &a_ok);
+    h.feed(a_flow, &a.ack(a.cseq, ""));
+    let b = Peer::callee(b_flow, b_invite, "b1", &contact);
+    Up { a, b, a_invite: invite.to_string(), b_invite: b_invite.to_string(), a_ok }
+}
+
 /// The PBX calls out through the ITSP; the PBX offers telephone-event `pbx_te`, the ITSP
 /// answers `itsp_te`.
 fn outbound(h: &mut Harness, pbx_te: Option<u8>, itsp_te: Option<u8>) -> Up {
@@ -327,4 +347,127 @@ fn a_transfer_target_with_other_numbers_is_mapped_to_what_the_carrier_was_told()
     assert_eq!(from_carrier.payload_map.get(96), 97, "the carrier's own number too");
     let from_target = relay.last_media(relay::Side::B);
     assert_eq!(from_target.payload_map.get(97), 96, "the target's number → the carrier's");
+}
+
+/// The telephone-event payload types an SDP body lists on its `m=audio` line.
+fn te_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines().filter(|l| l.contains("telephone-event") || l.starts_with("a=fmtp:")).collect()
+}
+
+#[test]
+fn telephone_event_is_added_toward_an_rfc4733_carrier_and_kept_from_the_info_pbx() {
+    let (mut h, relay) = harness(&config_with("198.51.100.10:5060", "rfc4733"));
+    // The PBX only does INFO: its offer has no telephone-event.
+    let offer = sdp_te("10.0.0.50", 4000, None);
+    let inv = invite(pbx(), "sip:0301234567@10.0.0.1", &[], &offer);
+    let out = h.feed(pbx(), &inv);
+    let (b_flow, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
+    let to_carrier = body(&b_invite);
+    assert!(to_carrier.contains("m=audio 32000 RTP/AVP 8 101\r\n"), "{to_carrier}");
+    assert_eq!(
+        te_lines(to_carrier),
+        ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16"],
+        "{to_carrier}"
+    );
+    assert!(to_carrier
+        .ends_with("a=sendrecv\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
+    // The carrier accepts with its own number; the PBX never offered events and gets none.
+    let contact = callee_contact(b_flow);
+    let c = format!("Contact: {contact}");
+    let answer = sdp_te("198.51.100.20", 30000, Some(96));
+    let ok = reply(&b_invite, 200, Some("b1"), &[&c, "Content-Type: application/sdp"], &answer);
+    let out = h.feed(b_flow, &ok);
+    let a_ok = resp_to(&out, pbx(), 200);
+    assert!(te_lines(body(&a_ok)).is_empty(), "{}", body(&a_ok));
+    assert!(body(&a_ok).contains("m=audio 30000 RTP/AVP 8\r\n"), "{}", body(&a_ok));
+    let mut a = Peer::caller(pbx(), &inv, &a_ok);
+    h.feed(pbx(), &a.ack(a.cseq, ""));
+    // INFO is played with the carrier's number; the carrier's own events become INFO.
+    assert_eq!(
+        relay.last_media(relay::Side::A).events_out,
+        Some(EventFormat { payload_type: 96, clock_rate: 8000 })
+    );
+    let from_carrier = relay.last_media(relay::Side::B);
+    assert!(from_carrier.events_to_signalling && from_carrier.events_in.contains(96));
+    let out = h.feed(pbx(), &a.request("INFO", &[DTMF_RELAY], "Signal=7\r\nDuration=250\r\n"));
+    resp_to(&out, pbx(), 200);
+    none_to(&out, itsp());
+    let want = DtmfInjection { event: 7, duration: Duration::from_millis(250), volume: 10 };
+    assert_eq!(relay.injected(), vec![(relay.rtp_pair(), relay::Side::B, want)]);
+    let ev = RelayEvent::Dtmf {
+        id: relay.rtp_pair(),
+        side: relay::Side::B,
+        event: 3,
+        duration: Duration::from_millis(100),
+    };
+    h.shard.handle_relay_event(h.now, ev);
+    let info = req_to(&h.drain(), pbx(), "INFO");
+    assert_eq!(body(&info), "Signal=3\r\nDuration=100\r\n");
+    h.feed(pbx(), &a.answer(&info, 200, &[], ""));
+    // A re-INVITE from the carrier keeps telephone-event away from the PBX; the PBX's answer
+    // gets the carrier's number back.
+    let mut b = Peer::callee(b_flow, &b_invite, "b1", &contact);
+    let reoffer = sdp_te("198.51.100.20", 30000, Some(96)).replace("o=- 1 1", "o=- 1 2");
+    let out = h.feed(itsp(), &b.request("INVITE", &["Content-Type: application/sdp"], &reoffer));
+    let to_pbx = req_to(&out, pbx(), "INVITE");
+    assert!(te_lines(body(&to_pbx)).is_empty(), "{}", body(&to_pbx));
+    let answer = sdp_te("10.0.0.50", 4000, None);
+    let out = h.feed(pbx(), &a.answer(&to_pbx, 200, &["Content-Type: application/sdp"], &answer));
+    let to_carrier = resp_to(&out, itsp(), 200);
+    assert_eq!(
+        te_lines(body(&to_carrier)),
+        ["a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-16"],
+        "{}",
+        body(&to_carrier)
+    );
+    h.feed(itsp(), &b.ack(b.cseq, ""));
+    hang_up(&mut h, &mut a, itsp());
+    h.assert_clean();
+}
+
+#[test]
+fn an_info_pbx_answer_without_telephone_event_gets_the_carriers_number_back() {
+    let (mut h, relay) = harness(&config_with("10.0.0.50:5060", "info"));
+    let offer = sdp_te("198.51.100.20", 30000, Some(96));
+    let inv = invite(itsp(), "sip:10001@203.0.113.1", &[], &offer);
+    let out = h.feed(itsp(), &inv);
+    let (_, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
+    assert_eq!(te_lines(body(&b_invite)).len(), 2, "the offer's events pass to the PBX");
+    let mut up = establish_with_invite_sent(
+        &mut h,
+        itsp(),
+        &inv,
+        &b_invite,
+        &sdp_te("10.0.0.50", 4000, None),
+    );
+    // The answer toward the carrier lists the offered 96, so the carrier sends events.
+    assert_eq!(
+        te_lines(body(&up.a_ok)),
+        ["a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-16"],
+        "{}",
+        body(&up.a_ok)
+    );
+    let from_carrier = relay.last_media(relay::Side::A);
+    assert!(from_carrier.events_to_signalling && from_carrier.events_in.contains(96));
+    let ev = RelayEvent::Dtmf {
+        id: relay.rtp_pair(),
+        side: relay::Side::A,
+        event: 0,
+        duration: Duration::from_millis(160),
+    };
+    h.shard.handle_relay_event(h.now, ev);
+    let info = req_to(&h.drain(), pbx(), "INFO");
+    assert_eq!(body(&info), "Signal=0\r\nDuration=160\r\n");
+    h.feed(pbx(), &up.b.answer(&info, 200, &[], ""));
+    hang_up(&mut h, &mut up.a, pbx());
+    h.assert_clean();
+}
+
+#[test]
+fn nothing_is_added_when_no_leg_converts() {
+    let (mut h, _relay) = harness(CONFIG);
+    let offer = sdp_te("10.0.0.50", 4000, None);
+    let out = h.feed(pbx(), &invite(pbx(), "sip:0301234567@10.0.0.1", &[], &offer));
+    let (_, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
+    assert!(te_lines(body(&b_invite)).is_empty(), "{}", body(&b_invite));
 }

@@ -1094,3 +1094,80 @@ fn telephone_events_from_the_carrier_reach_an_info_pbx_as_info() {
     assert_eq!(n, 1.0, "{}", sbc.metrics());
     call.bye();
 }
+
+/// [`sdp`] without telephone-event: a PBX or phone that only does INFO.
+fn sdp_no_te(version: u32, port: u16) -> String {
+    sdp(version, port, 0, "sendrecv", "")
+        .replace(" 0 101\r\n", " 0\r\n")
+        .replace("a=rtpmap:101 telephone-event/8000\r\n", "")
+        .replace("a=fmtp:101 0-16\r\n", "")
+}
+
+/// The event packets among `got` (payload type `pt`) as (event, end, duration, marker).
+fn events_of(got: &[(Vec<u8>, SocketAddr)], pt: u8) -> Vec<(u8, bool, u16, bool)> {
+    got.iter()
+        .filter(|(p, _)| p[1] & 0x7f == pt)
+        .map(|(p, _)| {
+            (p[12], p[13] & 0x80 != 0, u16::from_be_bytes([p[14], p[15]]), p[1] & 0x80 != 0)
+        })
+        .collect()
+}
+
+#[test]
+fn an_info_only_phone_gets_telephone_event_negotiated_with_an_rfc4733_carrier() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_no_te(1, phone.rtp_addr().port());
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    // The carrier is offered telephone-event the phone never wrote.
+    let to_itsp = body(&call.itsp_req).to_string();
+    assert!(to_itsp.contains(" RTP/AVP 0 101\r\n"), "{to_itsp}");
+    assert_eq!(attr(&to_itsp, "rtpmap"), Some("0 PCMU/8000"));
+    assert!(to_itsp.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
+    let toward_itsp = media_addr(&to_itsp);
+    // It accepts with its own number; the phone's answer carries no telephone-event.
+    let answer = sdp_te(1, call.itsp.rtp_addr().port(), 96);
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert!(!body(&ok).contains("telephone-event"), "{}", body(&ok));
+    assert!(body(&ok).contains(" RTP/AVP 0\r\n"), "{}", body(&ok));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    for a in stream(0, 0x1111_0001, 1, 1, 3) {
+        call.phone.rtp.send_to(&a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 3, WAIT).len(), 3);
+    // The phone keys 1 for 300 ms as INFO: played with the carrier's 96.
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=1\r\nDuration=300\r\n")));
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let got = recv_n(&call.itsp.rtp, 9, WAIT);
+    let evs = events_of(&got, 96);
+    assert_eq!(evs.len(), 9, "six updates and three end packets: {evs:?}");
+    assert!(evs.iter().all(|e| e.0 == 1));
+    assert_eq!(evs.iter().filter(|e| e.1).map(|e| e.2).collect::<Vec<_>>(), [2400; 3]);
+    assert_eq!(evs.iter().filter(|e| e.3).count(), 1, "one marker");
+    let played = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"info_to_rfc4733\",result=\"converted\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(played, 1.0, "{}", sbc.metrics());
+    // The carrier's own events (its 96) reach the phone, which never negotiated them, as INFO.
+    let ssrc = 0x2222_0002;
+    for (i, (end, d)) in
+        [(false, 400u16), (true, 640), (true, 640), (true, 640)].into_iter().enumerate()
+    {
+        let e = event_packet(96, 50 + i as u16, 9000, ssrc, 11, end, d);
+        call.itsp.rtp.send_to(&e, toward_itsp).expect("itsp sends event");
+    }
+    let (at_phone, _) =
+        call.phone.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the phone");
+    assert_eq!(body(&at_phone), "Signal=#\r\nDuration=80\r\n");
+    call.phone.sip.send_to(&respond(&at_phone, 200, "OK", "x", "", ""), p.lan);
+    assert!(drain(&call.phone.rtp, Duration::from_millis(300)).is_empty(), "no event packet");
+    call.bye();
+}

@@ -471,3 +471,142 @@ fn nothing_is_added_when_no_leg_converts() {
     let (_, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
     assert!(te_lines(body(&b_invite)).is_empty(), "{}", body(&b_invite));
 }
+
+// ---- Early media ----------------------------------------------------------------------------
+
+/// A 183 with SDP `early` from the callee at `b_flow` on `b_invite` (tag `b1`), `extra`
+/// headers; returns what sipborder sent.
+fn early_183(
+    h: &mut Harness,
+    b_flow: Flow,
+    b_invite: &str,
+    extra: &[&str],
+    early: &str,
+) -> Vec<Sent> {
+    let c = format!("Contact: {}", callee_contact(b_flow));
+    let mut hs: Vec<&str> = vec![&c, "Content-Type: application/sdp"];
+    hs.extend_from_slice(extra);
+    h.feed(b_flow, &reply(b_invite, 183, Some("b1"), &hs, early))
+}
+
+#[test]
+fn info_in_the_callers_early_dialog_is_played_to_an_rfc4733_carrier() {
+    // The carrier's IVR answers with early media; the PBX's caller keys a menu choice.
+    let (mut h, relay) = harness(&config_with("198.51.100.10:5060", "rfc4733"));
+    let offer = sdp_te("10.0.0.50", 4000, None);
+    let inv = invite(pbx(), "sip:0301234567@10.0.0.1", &[], &offer);
+    let out = h.feed(pbx(), &inv);
+    let b_invite = req_to(&out, itsp(), "INVITE");
+    let out = early_183(&mut h, itsp(), &b_invite, &[], &sdp_te("198.51.100.20", 30000, Some(96)));
+    let a183 = resp_to(&out, pbx(), 183);
+    assert!(!body(&a183).contains("telephone-event"), "{}", body(&a183));
+    let mut a = Peer::caller(pbx(), &inv, &a183);
+    let out = h.feed(pbx(), &a.request("INFO", &[DTMF_RELAY], "Signal=2\r\nDuration=180\r\n"));
+    resp_to(&out, pbx(), 200);
+    none_to(&out, itsp());
+    let want = DtmfInjection { event: 2, duration: Duration::from_millis(180), volume: 10 };
+    assert_eq!(relay.injected(), vec![(relay.rtp_pair(), relay::Side::B, want)]);
+}
+
+#[test]
+fn info_in_the_callees_early_dialog_is_played_to_an_rfc4733_caller() {
+    // The carrier calls; the PBX plays an announcement in early media and sends INFO in it.
+    let yaml = config_with("198.51.100.10:5060", "rfc4733");
+    let (mut h, relay) = harness(&yaml);
+    let offer = sdp_te("198.51.100.20", 30000, Some(96));
+    let inv = invite(itsp(), "sip:10001@203.0.113.1", &[], &offer);
+    let out = h.feed(itsp(), &inv);
+    let b_invite = req_to(&out, pbx(), "INVITE");
+    let out = early_183(&mut h, pbx(), &b_invite, &[], &sdp_te("10.0.0.50", 4000, None));
+    let a183 = resp_to(&out, itsp(), 183);
+    assert!(body(&a183).contains("a=rtpmap:96 telephone-event/8000"), "{}", body(&a183));
+    let mut b = Peer::callee(pbx(), &b_invite, "b1", &callee_contact(pbx()));
+    let out = h.feed(pbx(), &b.request("INFO", &["Content-Type: application/dtmf"], "4"));
+    resp_to(&out, pbx(), 200);
+    none_to(&out, itsp());
+    let want = DtmfInjection { event: 4, duration: Duration::from_millis(250), volume: 10 };
+    assert_eq!(relay.injected(), vec![(relay.rtp_pair(), relay::Side::A, want)]);
+}
+
+#[test]
+fn events_during_early_media_reach_an_info_callee_in_its_early_dialog() {
+    // The carrier's caller keys digits into the PBX's IVR before it answers.
+    let (mut h, relay) = harness(&config_with("10.0.0.50:5060", "info"));
+    let offer = sdp_te("198.51.100.20", 30000, Some(96));
+    let inv = invite(itsp(), "sip:10001@203.0.113.1", &[], &offer);
+    let out = h.feed(itsp(), &inv);
+    let b_invite = req_to(&out, pbx(), "INVITE");
+    let out = early_183(&mut h, pbx(), &b_invite, &[], &sdp_te("10.0.0.50", 4000, None));
+    resp_to(&out, itsp(), 183);
+    assert!(relay.last_media(relay::Side::A).events_to_signalling);
+    let ev = RelayEvent::Dtmf {
+        id: relay.rtp_pair(),
+        side: relay::Side::A,
+        event: 6,
+        duration: Duration::from_millis(140),
+    };
+    h.shard.handle_relay_event(h.now, ev);
+    let out = h.drain();
+    let info = req_to(&out, pbx(), "INFO");
+    assert_eq!(body(&info), "Signal=6\r\nDuration=140\r\n");
+    assert_eq!(call_id(&info), call_id(&b_invite), "leg B's Call-ID");
+    assert_eq!(to_tag(&info).as_deref(), Some("b1"), "the early dialog's remote tag");
+    assert_eq!(from_tag(&info), from_tag(&b_invite));
+    assert!(info.starts_with("INFO sip:callee@10.0.0.50:5060 SIP/2.0\r\n"), "{info}");
+    let b = Peer::callee(pbx(), &b_invite, "b1", &callee_contact(pbx()));
+    let out = h.feed(pbx(), &b.answer(&info, 200, &[], ""));
+    assert!(out.is_empty(), "{}", dump(&out));
+}
+
+#[test]
+fn events_during_early_media_reach_an_info_caller_only_after_it_pracked() {
+    let (mut h, relay) = harness(&config_with("10.0.0.50:5060", "info"));
+    let ev = |event| RelayEvent::Dtmf {
+        id: relay.rtp_pair(),
+        side: relay::Side::B,
+        event,
+        duration: Duration::from_millis(100),
+    };
+    // Without 100rel the PBX may not know the early dialog: no INFO.
+    let offer = sdp_te("10.0.0.50", 4000, None);
+    let inv = invite(pbx(), "sip:0301234567@10.0.0.1", &[], &offer);
+    let out = h.feed(pbx(), &inv);
+    let b_invite = req_to(&out, itsp(), "INVITE");
+    let out = early_183(&mut h, itsp(), &b_invite, &[], &sdp_te("198.51.100.20", 30000, Some(96)));
+    resp_to(&out, pbx(), 183);
+    h.shard.handle_relay_event(h.now, ev(1));
+    assert!(h.drain().iter().all(|(_, t)| !is_req(t, "INFO")));
+
+    // With a PRACKed reliable 183 it does.
+    let (mut h, relay) = harness(&config_with("10.0.0.50:5060", "info"));
+    let inv = invite(pbx(), "sip:0301234567@10.0.0.1", &["Supported: 100rel"], &offer);
+    let out = h.feed(pbx(), &inv);
+    let b_invite = req_to(&out, itsp(), "INVITE");
+    let out = early_183(
+        &mut h,
+        itsp(),
+        &b_invite,
+        &["Require: 100rel", "RSeq: 7"],
+        &sdp_te("198.51.100.20", 30000, Some(96)),
+    );
+    let a183 = resp_to(&out, pbx(), 183);
+    let ev = |event| RelayEvent::Dtmf {
+        id: relay.rtp_pair(),
+        side: relay::Side::B,
+        event,
+        duration: Duration::from_millis(100),
+    };
+    h.shard.handle_relay_event(h.now, ev(1));
+    assert!(h.drain().iter().all(|(_, t)| !is_req(t, "INFO")), "not PRACKed yet");
+    let mut a = Peer::caller(pbx(), &inv, &a183);
+    let out = h.feed(pbx(), &a.request("PRACK", &["RAck: 1 10 INVITE"], ""));
+    let b_prack = req_to(&out, itsp(), "PRACK");
+    let out = h.feed(itsp(), &reply(&b_prack, 200, None, &[], ""));
+    resp_to(&out, pbx(), 200);
+    h.shard.handle_relay_event(h.now, ev(8));
+    let info = req_to(&h.drain(), pbx(), "INFO");
+    assert_eq!(body(&info), "Signal=8\r\nDuration=100\r\n");
+    assert_eq!(call_id(&info), call_id(&inv));
+    assert_eq!(from_tag(&info), to_tag(&a183), "in the early dialog the PBX knows");
+    assert_eq!(to_tag(&info), from_tag(&inv));
+}

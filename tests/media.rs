@@ -1311,3 +1311,68 @@ fn telephone_events_during_early_media_reach_an_info_pbx_that_pracked() {
     call.cseq = 2;
     call.bye();
 }
+
+/// An opus-only audio SDP from 127.0.0.1:`port`, with telephone-event/48000 as `te` if given.
+fn sdp_opus(port: u16, te: Option<u8>) -> String {
+    let (fmt, maps) = match te {
+        Some(pt) => (format!(" {pt}"), format!("a=rtpmap:{pt} telephone-event/48000\r\n")),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        "v=0\r\no=- 4711 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 111{fmt}\r\na=rtpmap:111 opus/48000/2\r\n{maps}a=sendrecv\r\n"
+    )
+}
+
+#[test]
+fn a_long_key_press_at_48_khz_is_played_in_segments() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (_sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_opus(phone.rtp_addr().port(), None);
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    // telephone-event is added with the audio's clock (RFC 4733 §2.1).
+    let to_itsp = body(&call.itsp_req).to_string();
+    assert!(to_itsp.contains(" RTP/AVP 111 101\r\n"), "{to_itsp}");
+    assert!(to_itsp.contains("a=rtpmap:101 telephone-event/48000\r\n"), "{to_itsp}");
+    let toward_itsp = media_addr(&to_itsp);
+    let ok = call.answer(200, "OK", Some(&sdp_opus(call.itsp.rtp_addr().port(), Some(101))));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    for a in stream(111, 0x1111_0001, 1, 1, 3) {
+        call.phone.rtp.send_to(&a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 3, WAIT).len(), 3);
+    // '0' held 2 s: 96000 units, more than the 16-bit duration field holds.
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=0\r\nDuration=2000\r\n")));
+    let sent = Instant::now();
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let got = recv_n(&call.itsp.rtp, 43, Duration::from_secs(5));
+    let took = sent.elapsed();
+    assert_eq!(got.len(), 43, "40 updates (every 50 ms) and three end packets");
+    assert!(got.iter().all(|(e, from)| *from == toward_itsp && e[1] & 0x7f == 101 && e[12] == 0));
+    let t0 = ts_of(&got[0].0);
+    let seg = |e: &[u8]| ts_of(e).wrapping_sub(t0);
+    assert!(got.iter().all(|(e, _)| seg(e) == 0 || seg(e) == 65535), "two segments");
+    let dur = |e: &[u8]| u16::from_be_bytes([e[14], e[15]]);
+    let end = |e: &[u8]| e[13] & 0x80 != 0;
+    let first: Vec<&Vec<u8>> = got.iter().map(|(e, _)| e).filter(|e| seg(e) == 0).collect();
+    let last_of_first = first.last().expect("a first segment");
+    assert_eq!((dur(last_of_first), end(last_of_first)), (65535, false), "segment 1 ends full");
+    assert!(first.iter().all(|e| !end(e)));
+    let ends: Vec<(u32, u16)> =
+        got.iter().filter(|(e, _)| end(e)).map(|(e, _)| (seg(e), dur(e))).collect();
+    assert_eq!(ends, [(65535, 30465); 3], "65535 + 30465 = 2 s at 48 kHz");
+    assert_eq!(got.iter().filter(|(e, _)| e[1] & 0x80 != 0).count(), 1, "one marker");
+    let seqs: Vec<u16> = got.iter().map(|(e, _)| seq_of(e)).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{seqs:?}");
+    assert!(
+        took >= Duration::from_millis(2000),
+        "played in real time: 2 s of updates and 100 ms of end packets, took {took:?}"
+    );
+    eprintln!("2 s key press at 48 kHz: 43 packets in {took:?}");
+    call.bye();
+}

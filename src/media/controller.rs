@@ -246,7 +246,10 @@ fn events_toward(
 ) -> EventPlan {
     let (x, y) = (from.idx(), from.other().idx());
     if own_x.telephone_event().is_some() {
-        return if st.events_added[x] { EventPlan::Strip } else { EventPlan::Keep };
+        // An m= line of nothing but events keeps them: it needs a format (the rewrite agrees).
+        let audio =
+            m.payload_types().any(|pt| own_x.encoding(pt).is_none_or(|e| !e.is_telephone_event()));
+        return if st.events_added[x] && audio { EventPlan::Strip } else { EventPlan::Keep };
     }
     if dtmf[y] != DtmfMode::Rfc4733 && dtmf[x] != DtmfMode::Info {
         return EventPlan::Keep;

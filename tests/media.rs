@@ -1094,3 +1094,285 @@ fn telephone_events_from_the_carrier_reach_an_info_pbx_as_info() {
     assert_eq!(n, 1.0, "{}", sbc.metrics());
     call.bye();
 }
+
+/// [`sdp`] without telephone-event: a PBX or phone that only does INFO.
+fn sdp_no_te(version: u32, port: u16) -> String {
+    sdp(version, port, 0, "sendrecv", "")
+        .replace(" 0 101\r\n", " 0\r\n")
+        .replace("a=rtpmap:101 telephone-event/8000\r\n", "")
+        .replace("a=fmtp:101 0-16\r\n", "")
+}
+
+/// The event packets among `got` (payload type `pt`) as (event, end, duration, marker).
+fn events_of(got: &[(Vec<u8>, SocketAddr)], pt: u8) -> Vec<(u8, bool, u16, bool)> {
+    got.iter()
+        .filter(|(p, _)| p[1] & 0x7f == pt)
+        .map(|(p, _)| {
+            (p[12], p[13] & 0x80 != 0, u16::from_be_bytes([p[14], p[15]]), p[1] & 0x80 != 0)
+        })
+        .collect()
+}
+
+#[test]
+fn an_info_only_phone_gets_telephone_event_negotiated_with_an_rfc4733_carrier() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_no_te(1, phone.rtp_addr().port());
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    // The carrier is offered telephone-event the phone never wrote.
+    let to_itsp = body(&call.itsp_req).to_string();
+    assert!(to_itsp.contains(" RTP/AVP 0 101\r\n"), "{to_itsp}");
+    assert_eq!(attr(&to_itsp, "rtpmap"), Some("0 PCMU/8000"));
+    assert!(to_itsp.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
+    let toward_itsp = media_addr(&to_itsp);
+    // It accepts with its own number; the phone's answer carries no telephone-event.
+    let answer = sdp_te(1, call.itsp.rtp_addr().port(), 96);
+    let ok = call.answer(200, "OK", Some(&answer));
+    assert!(!body(&ok).contains("telephone-event"), "{}", body(&ok));
+    assert!(body(&ok).contains(" RTP/AVP 0\r\n"), "{}", body(&ok));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    for a in stream(0, 0x1111_0001, 1, 1, 3) {
+        call.phone.rtp.send_to(&a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 3, WAIT).len(), 3);
+    // The phone keys 1 for 300 ms as INFO: played with the carrier's 96.
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=1\r\nDuration=300\r\n")));
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let got = recv_n(&call.itsp.rtp, 9, WAIT);
+    let evs = events_of(&got, 96);
+    assert_eq!(evs.len(), 9, "six updates and three end packets: {evs:?}");
+    assert!(evs.iter().all(|e| e.0 == 1));
+    assert_eq!(evs.iter().filter(|e| e.1).map(|e| e.2).collect::<Vec<_>>(), [2400; 3]);
+    assert_eq!(evs.iter().filter(|e| e.3).count(), 1, "one marker");
+    let played = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"info_to_rfc4733\",result=\"converted\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(played, 1.0, "{}", sbc.metrics());
+    // The carrier's own events (its 96) reach the phone, which never negotiated them, as INFO.
+    let ssrc = 0x2222_0002;
+    for (i, (end, d)) in
+        [(false, 400u16), (true, 640), (true, 640), (true, 640)].into_iter().enumerate()
+    {
+        let e = event_packet(96, 50 + i as u16, 9000, ssrc, 11, end, d);
+        call.itsp.rtp.send_to(&e, toward_itsp).expect("itsp sends event");
+    }
+    let (at_phone, _) =
+        call.phone.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the phone");
+    assert_eq!(body(&at_phone), "Signal=#\r\nDuration=80\r\n");
+    call.phone.sip.send_to(&respond(&at_phone, 200, "OK", "x", "", ""), p.lan);
+    assert!(drain(&call.phone.rtp, Duration::from_millis(300)).is_empty(), "no event packet");
+    call.bye();
+}
+
+#[test]
+fn info_during_early_media_is_played_to_an_rfc4733_carrier() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_no_te(1, phone.rtp_addr().port());
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    // The carrier's IVR: 183 with SDP, no answer yet.
+    let early = sdp_te(1, call.itsp.rtp_addr().port(), 96);
+    let progress = call.answer(183, "Session Progress", Some(&early));
+    assert!(!body(&progress).contains("telephone-event"), "{}", body(&progress));
+    let toward_phone = media_addr(body(&progress));
+    std::thread::sleep(Duration::from_millis(150));
+    for a in stream(0, 0x1111_0001, 1, 1, 3) {
+        call.phone.rtp.send_to(&a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 3, WAIT).len(), 3, "early media flows");
+    // The caller keys 4 for 120 ms in the early dialog (To tag from the 183).
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=4\r\nDuration=120\r\n")));
+    assert!(header(&info, "To").and_then(tag).is_some(), "in the early dialog");
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let got = recv_n(&call.itsp.rtp, 6, WAIT);
+    let evs = events_of(&got, 96);
+    let summary: Vec<(bool, u16)> = evs.iter().map(|e| (e.1, e.2)).collect();
+    assert_eq!(
+        summary,
+        [(false, 400), (false, 800), (false, 960), (true, 960), (true, 960), (true, 960)]
+    );
+    assert!(evs.iter().all(|e| e.0 == 4));
+    assert!(got.iter().all(|(_, from)| *from == toward_itsp));
+    // The carrier's own key press in early media cannot reach this caller: it never PRACKed a
+    // reliable 183, so it may not know the early dialog. Counted, nothing sent.
+    for (i, (end, d)) in
+        [(false, 400u16), (true, 800), (true, 800), (true, 800)].into_iter().enumerate()
+    {
+        let e = event_packet(96, 40 + i as u16, 7000, 0x2222_0002, 9, end, d);
+        call.itsp.rtp.send_to(&e, toward_itsp).expect("itsp sends event");
+    }
+    let unconfirmed = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"rfc4733_to_info\",result=\"early_unconfirmed\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(unconfirmed, 1.0, "{}", sbc.metrics());
+    assert!(call
+        .phone
+        .sip
+        .recv_until(Duration::from_millis(200), |m| m.starts_with("INFO "))
+        .is_none());
+    // The INVITE's CSeq for its 200 and ACK, then on after the INFO's.
+    call.cseq = 1;
+    let ok = call.answer(200, "OK", Some(&early));
+    assert!(!body(&ok).contains("telephone-event"));
+    call.ack(None);
+    call.cseq = 2;
+    call.bye();
+}
+
+#[test]
+fn telephone_events_during_early_media_reach_an_info_pbx_that_pracked() {
+    let ports = Ports::new();
+    let pbx_line = format!("    address: 127.0.0.1:{}\n", ports.pbx);
+    let yaml = config(&ports, &Setup::default())
+        .replace(&pbx_line, &format!("{pbx_line}    dtmf: info\n"));
+    let sbc = Sbc::start(ports, &yaml);
+    let pbx = Ua::new(RawUdp::bind_port(ports.pbx));
+    let offer = sdp_te(1, pbx.rtp_addr().port(), 101);
+    let mut call = Call::new(ports, pbx, Ua::new(RawUdp::bind_port(ports.itsp)));
+    let inv = call
+        .request("INVITE", Some(&offer))
+        .replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nSupported: 100rel\r\n");
+    call.phone.sip.send_to(&inv, ports.lan);
+    call.itsp_gets_invite();
+    let toward_itsp = media_addr(body(&call.itsp_req));
+    // A reliable 183 with the carrier's IVR; the PBX PRACKs it.
+    let early = sdp_te(1, call.itsp.rtp_addr().port(), 101);
+    let extra = format!(
+        "Contact: <sip:itsp@127.0.0.1:{}>\r\nRequire: 100rel\r\nRSeq: 1\r\nContent-Type: application/sdp\r\n",
+        ports.itsp
+    );
+    let r183 = respond(&call.itsp_req, 183, "Session Progress", &call.itsp_tag, &extra, &early);
+    call.itsp.sip.send_to(&r183, ports.trunk);
+    let progress = call.phone_gets(183);
+    let rseq = header(&progress, "RSeq").expect("a reliable 183").trim().to_string();
+    let invite_at_itsp = call.itsp_req.clone();
+    call.cseq += 1;
+    let prack = call
+        .typed_request("PRACK", None)
+        .replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\nRAck: {rseq} 1 INVITE\r\n"));
+    call.phone.sip.send_to(&prack, ports.lan);
+    let (b_prack, _) =
+        call.itsp.sip.recv_until(WAIT, |m| m.starts_with("PRACK ")).expect("PRACK at the ITSP");
+    call.itsp_req = b_prack;
+    call.itsp_send(200, "OK", None);
+    call.phone_gets(200);
+    std::thread::sleep(Duration::from_millis(150));
+    // The carrier's caller keys 7 (140 ms) into the PBX's IVR before it answers.
+    let ssrc = 0x2222_0002;
+    for a in stream(0, ssrc, 2, 100, 3) {
+        call.itsp.rtp.send_to(&a, toward_itsp).expect("itsp sends");
+    }
+    let updates = [(false, 400u16), (false, 800), (true, 1120), (true, 1120), (true, 1120)];
+    for (i, (end, d)) in updates.into_iter().enumerate() {
+        let e = event_packet(101, 103 + i as u16, 102 * 160, ssrc, 7, end, d);
+        call.itsp.rtp.send_to(&e, toward_itsp).expect("itsp sends event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (info, _) =
+        call.phone.sip.recv_until(WAIT, |m| m.starts_with("INFO ")).expect("INFO at the PBX");
+    assert_eq!(body(&info), "Signal=7\r\nDuration=140\r\n");
+    assert_eq!(header(&info, "Call-ID"), Some(call.call_id.as_str()));
+    assert_eq!(
+        header(&info, "From").and_then(tag),
+        header(&progress, "To").and_then(tag),
+        "in the early dialog the PBX knows"
+    );
+    call.phone.sip.send_to(&respond(&info, 200, "OK", "x", "", ""), ports.lan);
+    let at_pbx = recv_n(&call.phone.rtp, 4, Duration::from_millis(800));
+    assert!(at_pbx.iter().all(|(p, _)| p[1] == 0), "only audio reached the PBX");
+    let n = wait_metric(
+        &sbc,
+        "sipborder_dtmf_events_total{conversion=\"rfc4733_to_info\",result=\"converted\"}",
+        WAIT,
+        |v| v >= 1.0,
+    );
+    assert_eq!(n, 1.0, "{}", sbc.metrics());
+    // Answered: the call goes on as usual.
+    call.itsp_req = invite_at_itsp;
+    call.cseq = 1;
+    call.answer(200, "OK", Some(&early));
+    call.ack(None);
+    call.cseq = 2;
+    call.bye();
+}
+
+/// An opus-only audio SDP from 127.0.0.1:`port`, with telephone-event/48000 as `te` if given.
+fn sdp_opus(port: u16, te: Option<u8>) -> String {
+    let (fmt, maps) = match te {
+        Some(pt) => (format!(" {pt}"), format!("a=rtpmap:{pt} telephone-event/48000\r\n")),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        "v=0\r\no=- 4711 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 111{fmt}\r\na=rtpmap:111 opus/48000/2\r\n{maps}a=sendrecv\r\n"
+    )
+}
+
+#[test]
+fn a_long_key_press_at_48_khz_is_played_in_segments() {
+    let setup = Setup { itsp_extra: "    dtmf: rfc4733\n".into(), ..Setup::default() };
+    let (_sbc, p) = start(&setup);
+    let phone = Ua::new(RawUdp::bind());
+    let offer = sdp_opus(phone.rtp_addr().port(), None);
+    let mut call = Call::invite_with(p, phone, Ua::new(RawUdp::bind_port(p.itsp)), Some(&offer));
+    // telephone-event is added with the audio's clock (RFC 4733 §2.1).
+    let to_itsp = body(&call.itsp_req).to_string();
+    assert!(to_itsp.contains(" RTP/AVP 111 101\r\n"), "{to_itsp}");
+    assert!(to_itsp.contains("a=rtpmap:101 telephone-event/48000\r\n"), "{to_itsp}");
+    let toward_itsp = media_addr(&to_itsp);
+    let ok = call.answer(200, "OK", Some(&sdp_opus(call.itsp.rtp_addr().port(), Some(101))));
+    let toward_phone = media_addr(body(&ok));
+    call.ack(None);
+    for a in stream(111, 0x1111_0001, 1, 1, 3) {
+        call.phone.rtp.send_to(&a, toward_phone).expect("phone sends");
+    }
+    assert_eq!(recv_n(&call.itsp.rtp, 3, WAIT).len(), 3);
+    // '0' held 2 s: 96000 units, more than the 16-bit duration field holds.
+    call.cseq += 1;
+    let info = call
+        .typed_request("INFO", Some(("application/dtmf-relay", "Signal=0\r\nDuration=2000\r\n")));
+    let sent = Instant::now();
+    call.phone.sip.send_to(&info, p.lan);
+    call.phone_gets(200);
+    let got = recv_n(&call.itsp.rtp, 43, Duration::from_secs(5));
+    let took = sent.elapsed();
+    assert_eq!(got.len(), 43, "40 updates (every 50 ms) and three end packets");
+    assert!(got.iter().all(|(e, from)| *from == toward_itsp && e[1] & 0x7f == 101 && e[12] == 0));
+    let t0 = ts_of(&got[0].0);
+    let seg = |e: &[u8]| ts_of(e).wrapping_sub(t0);
+    assert!(got.iter().all(|(e, _)| seg(e) == 0 || seg(e) == 65535), "two segments");
+    let dur = |e: &[u8]| u16::from_be_bytes([e[14], e[15]]);
+    let end = |e: &[u8]| e[13] & 0x80 != 0;
+    let first: Vec<&Vec<u8>> = got.iter().map(|(e, _)| e).filter(|e| seg(e) == 0).collect();
+    let last_of_first = first.last().expect("a first segment");
+    assert_eq!((dur(last_of_first), end(last_of_first)), (65535, false), "segment 1 ends full");
+    assert!(first.iter().all(|e| !end(e)));
+    let ends: Vec<(u32, u16)> =
+        got.iter().filter(|(e, _)| end(e)).map(|(e, _)| (seg(e), dur(e))).collect();
+    assert_eq!(ends, [(65535, 30465); 3], "65535 + 30465 = 2 s at 48 kHz");
+    assert_eq!(got.iter().filter(|(e, _)| e[1] & 0x80 != 0).count(), 1, "one marker");
+    let seqs: Vec<u16> = got.iter().map(|(e, _)| seq_of(e)).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{seqs:?}");
+    assert!(
+        took >= Duration::from_millis(2000),
+        "played in real time: 2 s of updates and 100 ms of end packets, took {took:?}"
+    );
+    eprintln!("2 s key press at 48 kHz: 43 packets in {took:?}");
+    call.bye();
+}

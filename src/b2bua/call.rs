@@ -86,6 +86,9 @@ pub struct Fork {
     pub a_tag: String,
     /// The dialog on B (remote tag set).
     pub b: Dialog,
+    /// A PRACKed a reliable provisional of this fork: A surely knows the early dialog, so
+    /// sipborder may send requests in it toward A (DTMF INFO during early media).
+    pub a_pracked: bool,
 }
 
 /// A reliable provisional (RFC 3262) we sent toward A, retransmitted until A's PRACK.
@@ -245,6 +248,8 @@ pub struct Call {
     pub started: Instant,
     /// When the first 18x arrived from B.
     pub first_provisional: Option<Instant>,
+    /// The fork whose 18x SDP the early media follows (RFC 3960: the last one), before answer.
+    pub early_media_fork: Option<usize>,
     /// When the 2xx arrived.
     pub answered: Option<Instant>,
     /// User part of A's From (the calling number), for CDRs.

@@ -8,12 +8,12 @@
 //!   finished one; it goes to this peer as an INFO (`application/dtmf-relay`) in the dialog;
 //! - `passthrough`: both cross as they came (payload types renumbered by the relay).
 
-use super::call::{CallKey, CallState, Side};
+use super::call::{Call, CallKey, CallState, Side};
 use super::dispatch::{B2bua, ClientRole};
 use super::policy_hook::police_request;
 use super::router::TrunkId;
 use crate::config::DtmfMode;
-use crate::dialog::DialogState;
+use crate::dialog::{Dialog, DialogState};
 use crate::media::relay::{self, DtmfInjection, PairId};
 use crate::media::Leg;
 use crate::observe::names;
@@ -32,6 +32,60 @@ fn leg(side: Side) -> Leg {
     match side {
         Side::A => Leg::A,
         Side::B => Leg::B,
+    }
+}
+
+/// Why a key press taken out of the media could not go to the other leg as INFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoDialog {
+    /// The call is ending, cancelled, or has no dialog on that leg yet (ringing without an
+    /// early dialog).
+    Gone,
+    /// Early media toward the caller, who has not PRACKed a reliable provisional of the early
+    /// dialog: it may not know the dialog (an unreliable 18x can be lost or overtaken) and
+    /// would answer 481, so nothing is sent.
+    EarlyUnconfirmed,
+}
+
+impl NoDialog {
+    fn result(self) -> &'static str {
+        match self {
+            NoDialog::Gone => "dropped",
+            NoDialog::EarlyUnconfirmed => "early_unconfirmed",
+        }
+    }
+}
+
+/// The dialog an INFO toward `to` goes in: the confirmed one once answered; before that, the
+/// early dialog whose SDP the early media follows — toward the callee always (sipborder is
+/// its UAC and has the dialog from the 18x), toward the caller once it PRACKed one of that
+/// dialog's reliable provisionals (the caller's dialog is presented under the fork's tag).
+fn info_dialog(call: &mut Call, to: Side) -> Result<&mut Dialog, NoDialog> {
+    match call.state {
+        CallState::Answered | CallState::Confirmed => match call.dialog_mut(to) {
+            Some(d) if d.state == DialogState::Confirmed => Ok(d),
+            _ => Err(NoDialog::Gone),
+        },
+        CallState::Proceeding => {
+            let live = call.initial.as_ref().is_some_and(|i| i.cancelled.is_none());
+            let f = call.early_media_fork.filter(|_| live).ok_or(NoDialog::Gone)?;
+            let fork = call.forks.get(f).ok_or(NoDialog::Gone)?;
+            match to {
+                Side::B => {
+                    let d = &mut call.forks.get_mut(f).ok_or(NoDialog::Gone)?.b;
+                    if d.state == DialogState::Terminated {
+                        return Err(NoDialog::Gone);
+                    }
+                    Ok(d)
+                }
+                Side::A if fork.a_pracked => {
+                    call.a.local_tag = fork.a_tag.clone();
+                    Ok(&mut call.a)
+                }
+                Side::A => Err(NoDialog::EarlyUnconfirmed),
+            }
+        }
+        CallState::Ending | CallState::Ended => Err(NoDialog::Gone),
     }
 }
 
@@ -140,20 +194,17 @@ impl B2bua {
         let Some(body) = dtmf_info::dtmf_relay_body(event, duration) else { return };
         let Some(call) = self.calls.get_mut(&key) else { return };
         let _span = call.span.clone().entered();
-        let confirmed = matches!(call.state, CallState::Answered | CallState::Confirmed);
-        let out = match call.dialog_mut(to) {
-            Some(d) if confirmed && d.state == DialogState::Confirmed => {
+        let (req, f) = match info_dialog(call, to) {
+            Ok(d) => {
                 let cseq = d.next_cseq();
                 let extra = vec![make("Content-Type", DTMF_RELAY)];
-                Some((d.request(Method::Info, cseq, extra, body.into_bytes()), d.flow))
+                (d.request(Method::Info, cseq, extra, body.into_bytes()), d.flow)
             }
-            _ => None,
-        };
-        let Some((req, f)) = out else {
-            // Early media or a call going away: no dialog to carry the INFO.
-            count("rfc4733_to_info", "dropped");
-            tracing::debug!(event, "RFC 4733 event outside a confirmed dialog, not sent as INFO");
-            return;
+            Err(why) => {
+                count("rfc4733_to_info", why.result());
+                tracing::debug!(event, reason = why.result(), "RFC 4733 event not sent as INFO");
+                return;
+            }
         };
         let req = match police_request(&self.router, call, from, req) {
             Ok(r) => r,

@@ -454,6 +454,9 @@ impl B2bua {
             return;
         };
         let p = call.reliable.remove(pos);
+        if let Some(f) = call.forks.get_mut(p.fork) {
+            f.a_pracked = true;
+        }
         match p.b_rseq {
             Some(b_rseq) => {
                 let reply = ReplyTemplate::of(&msg, flow.remote);

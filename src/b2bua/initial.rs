@@ -209,6 +209,7 @@ impl B2bua {
             q850_cause: None,
             started: now,
             first_provisional: None,
+            early_media_fork: None,
             answered: None,
             from_user,
             to_user,
@@ -353,6 +354,7 @@ impl B2bua {
             }
         }
         call.a_tag_used = false;
+        call.early_media_fork = None;
         call.reliable.clear();
         if let Some(init) = call.initial.as_mut() {
             init.client_tx = Some(ctx);
@@ -446,7 +448,7 @@ impl B2bua {
         let mut rs = route_entries(msg.header_all("Record-Route"));
         rs.reverse();
         b.route_set = rs;
-        call.forks.push(Fork { a_tag: a_tag.clone(), b });
+        call.forks.push(Fork { a_tag: a_tag.clone(), b, a_pracked: false });
         let idx = call.forks.len() - 1;
         let a_call_id = call.a.call_id.clone();
         self.dialogs.entry((a_call_id, a_tag)).or_insert((key, Side::A));
@@ -510,6 +512,9 @@ impl B2bua {
         let t1 = tl.timer_config().t1;
         let Some(call) = self.calls.get_mut(&key) else { return };
         call.first_provisional.get_or_insert(now);
+        if body.is_some() && fork.is_some() {
+            call.early_media_fork = fork;
+        }
         let Some(init) = call.initial.as_ref() else { return };
         if init.cancelled.is_some() {
             return;

@@ -2,15 +2,17 @@
 //! [`MediaSession`] per call, SDP rewritten toward each leg, relay pairs opened, updated and
 //! closed as offers and answers cross.
 
-use super::numbering::{plan_direction, Numbering};
+use super::numbering::{free_dynamic_payload_type, is_free, plan_direction, Numbering};
 use super::ports::{PortPair, PortPool, PortPoolError};
 use super::relay::{
     self, DirectionMedia, DtmfInjection, EndpointSpec, IceCredentials, PairId, PairSpec, PairStats,
     PeerSpec, Relay, RelayError,
 };
 use super::session::{MediaSession, Stream};
+use crate::config::DtmfMode;
 use crate::sip::sdp::{
-    IceLitePlan, MediaPlan, RewritePlan, RtcpPlan, SdpError, SessionDescription,
+    EventPlan, IceLitePlan, MediaPlan, MediaSection, RewritePlan, RtcpPlan, SdpError,
+    SessionDescription,
 };
 use crate::sip::token::random_token;
 use crate::transport::flow::ZoneId;
@@ -223,6 +225,48 @@ pub struct MediaController {
     exhausted: u64,
 }
 
+/// What becomes of telephone-event in the SDP (section `m`, numbering `own_x`, first codec's
+/// clock `clock`) that leg `from` sends toward the other leg.
+///
+/// sipborder negotiates telephone-event with a leg whenever it converts DTMF for that leg: the
+/// leg's peer wants RFC 4733 (INFO from the other leg is played into the media toward it), or
+/// the other leg's peer wants INFO (events from this leg are taken out and sent as INFO). So an
+/// SDP without telephone-event gets one added toward such a leg — with the leg's own number
+/// when it already wrote telephone-event (an answer may only list what the offer did, RFC 3264
+/// §6.1), a free dynamic number when it has written no SDP yet (an offer), and none when its
+/// own SDP left telephone-event out (it declined). The SDP that comes back then carries
+/// telephone-event the sender never offered: it is taken out again.
+fn events_toward(
+    st: &Stream,
+    m: &MediaSection<'_>,
+    own_x: &Numbering,
+    clock: u32,
+    from: Leg,
+    dtmf: [DtmfMode; 2],
+) -> EventPlan {
+    let (x, y) = (from.idx(), from.other().idx());
+    if own_x.telephone_event().is_some() {
+        // An m= line of nothing but events keeps them: it needs a format (the rewrite agrees).
+        let audio =
+            m.payload_types().any(|pt| own_x.encoding(pt).is_none_or(|e| !e.is_telephone_event()));
+        return if st.events_added[x] && audio { EventPlan::Strip } else { EventPlan::Keep };
+    }
+    if dtmf[y] != DtmfMode::Rfc4733 && dtmf[x] != DtmfMode::Info {
+        return EventPlan::Keep;
+    }
+    let (payload_type, clock_rate) = match st.numbering[y].as_ref() {
+        None => match free_dynamic_payload_type(m) {
+            Some(pt) => (pt, clock),
+            None => return EventPlan::Keep,
+        },
+        Some(n) => match n.telephone_event() {
+            Some(f) if is_free(m, f.payload_type) => (f.payload_type, f.clock_rate),
+            _ => return EventPlan::Keep,
+        },
+    };
+    EventPlan::Add { payload_type, clock_rate }
+}
+
 /// True for addresses a NAT'd endpoint would write (RFC 1918, RFC 6598 CGN, link-local, ULA).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
@@ -418,6 +462,8 @@ impl MediaController {
         }
         let remote_ufrag = sdp.ice().ufrag.map(str::to_string);
         let session_c = sdp.connection().and_then(|c| c.ip);
+        let dtmf = s.dtmf;
+        let mut event_plans = vec![EventPlan::Keep; sdp.media().len()];
         for (i, m) in sdp.media().iter().enumerate() {
             if s.streams.len() <= i {
                 s.streams.push(Stream::default());
@@ -486,8 +532,20 @@ impl MediaController {
             st.mux[x] = m.rtcp_mux;
             let numbering = Numbering::from_media(m);
             if relayed {
-                // The body toward the other leg keeps these payload numbers.
-                st.told[y] = Some(numbering.clone());
+                let plan = events_toward(st, m, &numbering, clock, from, dtmf);
+                // The body toward the other leg keeps these payload numbers, give or take
+                // telephone-event.
+                st.told[y] = Some(match plan {
+                    EventPlan::Add { payload_type, clock_rate } => {
+                        numbering.with_event(payload_type, clock_rate)
+                    }
+                    EventPlan::Strip => numbering.without_events(),
+                    EventPlan::Keep => numbering.clone(),
+                });
+                st.events_added[y] = matches!(plan, EventPlan::Add { .. });
+                if let Some(p) = event_plans.get_mut(i) {
+                    *p = plan;
+                }
             }
             st.numbering[x] = Some(numbering);
             if let Some([ea, eb]) = st.pending.take() {
@@ -552,7 +610,7 @@ impl MediaController {
             }
         }
         self.install_directions(s)?;
-        self.rewrite_toward(s, &sdp, from.other(), y)
+        self.rewrite_toward(s, &sdp, y, &event_plans)
     }
 
     /// Gives the relay each stream's per-direction instructions (payload renumbering, DTMF)
@@ -562,11 +620,13 @@ impl MediaController {
             let Some((rtp_id, _)) = st.pairs else { continue };
             for (x, leg) in [(0, Leg::A), (1, Leg::B)] {
                 let y = 1 - x;
+                // Y never negotiated the events sipborder had X send: they reach Y as INFO.
+                let y_wants = if st.events_added[x] { DtmfMode::Info } else { s.dtmf[y] };
                 let plan = plan_direction(
                     st.told[x].as_ref(),
                     st.numbering[x].as_ref(),
                     st.numbering[y].as_ref(),
-                    s.dtmf[y],
+                    y_wants,
                 );
                 if st.installed[x].as_ref() != Some(&plan) {
                     self.relay.set_media(rtp_id, leg.relay_side(), plan.clone())?;
@@ -615,13 +675,13 @@ impl MediaController {
         Ok(())
     }
 
-    /// Builds the body for leg `to` (index `y`) from `sdp`.
+    /// Builds the body for leg `y` from `sdp`, with telephone-event per `events` (by `m=`).
     fn rewrite_toward(
         &mut self,
         s: &mut MediaSession,
         sdp: &SessionDescription<'_>,
-        to: Leg,
         y: usize,
+        events: &[EventPlan],
     ) -> Result<Vec<u8>, MediaError> {
         let zone = s.zones[y];
         let ip = self.sdp_ip(zone).ok_or(MediaError::NoZone(zone))?;
@@ -651,6 +711,7 @@ impl MediaController {
             .map(|(i, _)| match s.streams.get(i) {
                 Some(st) if !st.rejected => match st.ports {
                     Some(p) => MediaPlan {
+                        events: events.get(i).copied().unwrap_or_default(),
                         port: Some(p[y]),
                         rtcp: RtcpPlan::Port(p[y] + 1),
                         ice: ice.as_ref().map(|(u, pw)| IceLitePlan {
@@ -681,7 +742,6 @@ impl MediaController {
             }
             out.last = Some(body.clone());
         }
-        let _ = to;
         Ok(body)
     }
 

@@ -97,6 +97,32 @@ impl Numbering {
     }
 }
 
+impl Numbering {
+    /// This numbering with `payload_type` as telephone-event (sipborder added it to an SDP).
+    pub fn with_event(&self, payload_type: u8, clock_rate: u32) -> Numbering {
+        let mut n = self.clone();
+        n.0.retain(|(p, _)| *p != payload_type);
+        n.0.push((payload_type, Encoding::new("telephone-event", clock_rate, 1)));
+        n
+    }
+
+    /// This numbering without telephone-event (sipborder took it out of an SDP).
+    pub fn without_events(&self) -> Numbering {
+        Numbering(self.0.iter().filter(|(_, e)| !e.is_telephone_event()).cloned().collect())
+    }
+}
+
+/// A dynamic payload type `m` does not use for anything: 101, the number most equipment
+/// writes for telephone-event, else the first free one of 96–127.
+pub fn free_dynamic_payload_type(m: &MediaSection<'_>) -> Option<u8> {
+    std::iter::once(101).chain(96..=127).find(|pt| is_free(m, *pt))
+}
+
+/// Whether `m` neither lists nor maps `pt`.
+pub fn is_free(m: &MediaSection<'_>, pt: u8) -> bool {
+    !m.payload_types().any(|p| p == pt) && !m.rtpmaps.iter().any(|r| r.payload_type == pt)
+}
+
 /// The relay instructions for media from leg X to leg Y. `told_x`: the numbering in the SDP
 /// sipborder last sent X; `own_x`, `own_y`: each leg's own SDP; `y_wants`: how Y wants DTMF.
 pub fn plan_direction(

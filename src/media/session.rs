@@ -33,6 +33,10 @@ pub struct Stream {
     pub told: [Option<Numbering>; 2],
     /// Relay instructions installed for media from each leg.
     pub installed: [Option<DirectionMedia>; 2],
+    /// sipborder added telephone-event to the SDP it last sent each leg, on behalf of the other
+    /// leg, which never offered it: that leg's events are turned into INFO, and telephone-event
+    /// is taken out of what it sends back.
+    pub events_added: [bool; 2],
 }
 
 /// The `o=` identity and last body sent toward one leg.

@@ -68,7 +68,9 @@ pub const CDR_RECORDS_DROPPED_TOTAL: &str = "sipborder_cdr_records_dropped_total
 pub const CDR_ERRORS_TOTAL: &str = "sipborder_cdr_errors_total";
 /// DTMF key presses converted between the legs (`trunks[].dtmf`), by `conversion`
 /// (info_to_rfc4733, rfc4733_to_info) and `result` (converted; dropped: the receiving leg
-/// negotiated no telephone-event or had no confirmed dialog; invalid: an unreadable INFO body).
+/// negotiated no telephone-event or had no dialog, early or confirmed; early_unconfirmed: a key
+/// in early media toward a caller that did not PRACK a reliable 18x of the early dialog, so
+/// may not know it; invalid: an unreadable INFO body).
 pub const DTMF_EVENTS_TOTAL: &str = "sipborder_dtmf_events_total";
 
 /// Session-timer refreshes (RFC 4028), by `result`: `sent` (sipborder refreshed a leg),

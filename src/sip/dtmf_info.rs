@@ -8,7 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_DURATION: Duration = Duration::from_millis(250);
 /// Shortest key press played: below one 20 ms packet an event is not recognisable.
 pub const MIN_DURATION: Duration = Duration::from_millis(40);
-/// Longest key press played: RFC 4733's 16-bit duration at 8 kHz ends at ~8.2 s.
+/// Longest key press played (longer ones are cut): nobody holds a key longer, and a longer one
+/// would hold back the keys queued after it. Beyond 0xFFFF units the relay segments the event.
 pub const MAX_DURATION: Duration = Duration::from_millis(8000);
 /// Bodies longer than this are not DTMF (a real one is a few dozen bytes).
 const MAX_BODY: usize = 512;

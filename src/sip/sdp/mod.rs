@@ -26,7 +26,7 @@ pub use parse::{
     Connection, Fmtp, IceAttributes, MediaSection, Origin, Rtcp, RtpMap, SessionDescription,
 };
 pub use readdress::{answer_direction, readdress};
-pub use rewrite::{IceLitePlan, MediaPlan, RewriteOutput, RewritePlan, RtcpPlan};
+pub use rewrite::{EventPlan, IceLitePlan, MediaPlan, RewriteOutput, RewritePlan, RtcpPlan};
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -116,8 +116,18 @@ mod tests {
         let ice =
             IceLitePlan { ufrag: "sbc1", pwd: "0123456789abcdefghijkl", candidates: &candidates };
         let media = [
-            MediaPlan { port: Some(40000), rtcp: RtcpPlan::MuxOnly, ice: Some(ice) },
-            MediaPlan { port: Some(40002), rtcp: RtcpPlan::Port(40009), ice: None },
+            MediaPlan {
+                port: Some(40000),
+                rtcp: RtcpPlan::MuxOnly,
+                ice: Some(ice),
+                events: EventPlan::Keep,
+            },
+            MediaPlan {
+                port: Some(40002),
+                rtcp: RtcpPlan::Port(40009),
+                ice: None,
+                events: EventPlan::Keep,
+            },
         ];
         let plan = RewritePlan {
             username: "sipborder",

@@ -37,12 +37,118 @@ pub struct MediaPlan<'a> {
     pub rtcp: RtcpPlan,
     /// ICE-lite credentials toward an endpoint that offered ICE; `None` removes every ICE line.
     pub ice: Option<IceLitePlan<'a>>,
+    /// What becomes of RFC 4733 `telephone-event`.
+    pub events: EventPlan,
 }
 
 impl MediaPlan<'_> {
     /// Keeps the `m=` port and the `a=rtcp` port, removes ICE: what sections beyond the plan get.
     pub const KEEP: MediaPlan<'static> =
-        MediaPlan { port: None, rtcp: RtcpPlan::KeepPort, ice: None };
+        MediaPlan { port: None, rtcp: RtcpPlan::KeepPort, ice: None, events: EventPlan::Keep };
+}
+
+/// The rewrite of `telephone-event` in one section: sipborder negotiates it on a leg's behalf
+/// when it converts DTMF for that leg (`trunks[].dtmf`), and takes it out of what the leg that
+/// never offered it gets back (RFC 3264 §6.1: an answer lists only offered formats). A
+/// rejected or non-RTP section is never changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventPlan {
+    /// As the section has it.
+    #[default]
+    Keep,
+    /// Appends this payload type to the `m=` formats with `a=rtpmap:<pt> telephone-event/<clock>`
+    /// and `a=fmtp:<pt> 0-16`; nothing when the section already uses the number.
+    Add {
+        /// The payload type.
+        payload_type: u8,
+        /// Its RTP clock rate (the audio's, RFC 4733 §2.1).
+        clock_rate: u32,
+    },
+    /// Removes every telephone-event format with its `a=rtpmap`, `a=fmtp` and `a=rtcp-fb`;
+    /// nothing when no other format would be left on the `m=` line.
+    Strip,
+}
+
+/// Payload types 0–127 as a bit set, for the formats a rewrite takes out.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pts(u128);
+
+impl Pts {
+    fn contains(self, pt: u8) -> bool {
+        pt < 128 && self.0 & (1u128 << pt) != 0
+    }
+}
+
+/// What the rewrite of one section does with telephone-event, settled against the section.
+#[derive(Clone, Copy, Debug)]
+enum Events {
+    Keep,
+    Add(u8, u32),
+    Strip(Pts),
+}
+
+fn settle_events(m: &MediaSection<'_>, plan: EventPlan) -> Events {
+    if m.is_rejected() || !m.is_rtp() {
+        return Events::Keep;
+    }
+    match plan {
+        EventPlan::Keep => Events::Keep,
+        EventPlan::Add { payload_type: pt, clock_rate } => {
+            let used = pt >= 128
+                || m.payload_types().any(|p| p == pt)
+                || m.rtpmaps.iter().any(|r| r.payload_type == pt);
+            if used {
+                Events::Keep
+            } else {
+                Events::Add(pt, clock_rate)
+            }
+        }
+        EventPlan::Strip => {
+            let mut te = Pts::default();
+            for r in &m.rtpmaps {
+                if r.payload_type < 128 && r.encoding.eq_ignore_ascii_case("telephone-event") {
+                    te.0 |= 1u128 << r.payload_type;
+                }
+            }
+            let others = m.fmts().any(|f| parse_fmt(f).is_none_or(|pt| !te.contains(pt)));
+            if te.0 == 0 || !others {
+                Events::Keep
+            } else {
+                Events::Strip(te)
+            }
+        }
+    }
+}
+
+impl Events {
+    fn changes(self) -> bool {
+        !matches!(self, Events::Keep)
+    }
+}
+
+fn parse_fmt(f: &str) -> Option<u8> {
+    super::parse::parse_digits::<u8>(f)
+}
+
+/// The format list of an `m=` line (the text after the proto token) with `events` applied.
+fn write_formats(out: &mut Out, m: &MediaSection<'_>, rest: &[u8], events: Events) {
+    match events {
+        Events::Keep => out.push(rest),
+        Events::Add(pt, _) => {
+            out.push(rest);
+            out.push(b" ");
+            out.push_u64(pt.into());
+        }
+        Events::Strip(te) => {
+            for f in m.fmts() {
+                if parse_fmt(f).is_some_and(|pt| te.contains(pt)) {
+                    continue;
+                }
+                out.push(b" ");
+                out.push(f.as_bytes());
+            }
+        }
+    }
 }
 
 /// The rewrite of `a=rtcp` in one section. Whatever the choice, an address in `a=rtcp` becomes
@@ -258,6 +364,12 @@ impl SessionDescription<'_> {
             })
         };
 
+        let events: Vec<Events> = self
+            .media
+            .iter()
+            .enumerate()
+            .map(|(s, m)| settle_events(m, plan_for(s).events))
+            .collect();
         let mut out = Out::new(self.body_len + 64 + extra, self.line_ending.bytes());
         let mut dropped = 0;
         let mut section: Option<usize> = None;
@@ -303,14 +415,27 @@ impl SessionDescription<'_> {
                 }
                 LineKind::Media => {
                     let port = m.filter(|m| !m.is_rejected()).and(mp.port);
+                    let ev = section.and_then(|s| events.get(s)).copied().unwrap_or(Events::Keep);
                     if leaks(line.text) {
                         dropped += 1;
-                        write_media_without_leaks(&mut out, line.text, line.eol, m, port, &leaks);
-                    } else if let (Some(m), Some(port)) = (m, port) {
+                        write_media_without_leaks(
+                            &mut out, line.text, line.eol, m, port, ev, &leaks,
+                        );
+                    } else if let Some(m) = m.filter(|_| port.is_some() || ev.changes()) {
                         out.start();
-                        out.push(line.text.get(..m.port_span.start).unwrap_or_default());
-                        out.push_u64(port.into());
-                        out.push(line.text.get(m.port_span.end..).unwrap_or_default());
+                        let text = line.text;
+                        match port {
+                            Some(port) => {
+                                out.push(text.get(..m.port_span.start).unwrap_or_default());
+                                out.push_u64(port.into());
+                                out.push(
+                                    text.get(m.port_span.end..m.proto_end).unwrap_or_default(),
+                                );
+                            }
+                            None => out.push(text.get(..m.proto_end).unwrap_or_default()),
+                        }
+                        let rest = text.get(m.proto_end..).unwrap_or_default();
+                        write_formats(&mut out, m, rest, ev);
                         out.end(line.eol);
                     } else {
                         out.line(line.text, line.eol);
@@ -339,6 +464,10 @@ impl SessionDescription<'_> {
                     dropped += 1;
                     out.line(b"s=-", line.eol);
                 }
+                LineKind::Rtpmap { pt, .. } | LineKind::PayloadAttr { pt }
+                    if section
+                        .and_then(|s| events.get(s))
+                        .is_some_and(|e| matches!(e, Events::Strip(te) if te.contains(pt))) => {}
                 LineKind::SessionName
                 | LineKind::Rtpmap { .. }
                 | LineKind::PayloadAttr { .. }
@@ -357,6 +486,20 @@ impl SessionDescription<'_> {
             let (Some(s), Some(m)) = (section, m) else { continue };
             if m.insert_after != i {
                 continue;
+            }
+            if let Some(Events::Add(pt, clock)) = events.get(s) {
+                out.start();
+                out.push(b"a=rtpmap:");
+                out.push_u64((*pt).into());
+                out.push(b" telephone-event/");
+                out.push_u64((*clock).into());
+                out.end(self.line_ending.bytes());
+                out.start();
+                out.push(b"a=fmtp:");
+                out.push_u64((*pt).into());
+                // Every DTMF event and flash (RFC 4734 §3.2), what carriers write.
+                out.push(b" 0-16");
+                out.end(self.line_ending.bytes());
             }
             if let RtcpPlan::Port(p) = mp.rtcp {
                 let rtp = mp.port.unwrap_or(m.port);
@@ -404,12 +547,14 @@ fn write_rtcp(out: &mut Out, port: u16, addrtype: &[u8], addr: &[u8]) {
 /// A leaking media or proto token is masked as `-` rather than dropped: both are required, and
 /// without one the line would no longer parse (found by fuzzing, see the regression test
 /// `leaking_media_or_proto_token_is_masked_not_dropped`).
+#[allow(clippy::too_many_arguments)]
 fn write_media_without_leaks(
     out: &mut Out,
     text: &[u8],
     eol: &[u8],
     m: Option<&MediaSection<'_>>,
     port: Option<u16>,
+    events: Events,
     leaks: &dyn Fn(&[u8]) -> bool,
 ) {
     out.start();
@@ -423,6 +568,10 @@ fn write_media_without_leaks(
         let port_token = n == 1;
         let leaking = !port_token && leaks(token);
         if leaking && n > 2 {
+            continue;
+        }
+        let stripped = |pt: u8| matches!(events, Events::Strip(te) if te.contains(pt));
+        if n > 2 && std::str::from_utf8(token).ok().and_then(parse_fmt).is_some_and(stripped) {
             continue;
         }
         if !first {
@@ -441,6 +590,10 @@ fn write_media_without_leaks(
             // The port token is digits only, checked when parsing.
             _ => out.push(token),
         }
+    }
+    if let Events::Add(pt, _) = events {
+        out.push(b" ");
+        out.push_u64(pt.into());
     }
     out.end(eol);
 }
@@ -463,7 +616,12 @@ mod tests {
     }
 
     fn relay(port: u16) -> MediaPlan<'static> {
-        MediaPlan { port: Some(port), rtcp: RtcpPlan::Port(port + 1), ice: None }
+        MediaPlan {
+            port: Some(port),
+            rtcp: RtcpPlan::Port(port + 1),
+            ice: None,
+            events: EventPlan::Keep,
+        }
     }
 
     fn text(out: &RewriteOutput) -> &str {
@@ -655,8 +813,15 @@ mod tests {
                     m=audio 4000 RTP/AVP 0\r\na=rtcp:4001\r\n\
                     m=video 4002/2 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=rtcp:4004 IN IP4 10.1.1.1\r\n";
         let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
-        let media =
-            [relay(40000), MediaPlan { port: Some(40010), rtcp: RtcpPlan::KeepPort, ice: None }];
+        let media = [
+            relay(40000),
+            MediaPlan {
+                port: Some(40010),
+                rtcp: RtcpPlan::KeepPort,
+                ice: None,
+                events: EventPlan::Keep,
+            },
+        ];
         let s = text(&sdp.rewrite(&plan(&media))).to_owned();
         assert!(
             s.contains("m=audio 40000 RTP/AVP 0\r\na=rtcp:40001 IN IP4 203.0.113.10\r\n"),
@@ -678,8 +843,18 @@ mod tests {
         let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
         assert!(sdp.media()[0].rtcp_mux && !sdp.media()[1].rtcp_mux);
         let media = [
-            MediaPlan { port: Some(40000), rtcp: RtcpPlan::MuxOnly, ice: None },
-            MediaPlan { port: Some(40002), rtcp: RtcpPlan::Port(40009), ice: None },
+            MediaPlan {
+                port: Some(40000),
+                rtcp: RtcpPlan::MuxOnly,
+                ice: None,
+                events: EventPlan::Keep,
+            },
+            MediaPlan {
+                port: Some(40002),
+                rtcp: RtcpPlan::Port(40009),
+                ice: None,
+                events: EventPlan::Keep,
+            },
         ];
         let s = text(&sdp.rewrite(&plan(&media))).to_owned();
         assert!(s.contains("m=audio 40000 RTP/AVP 0\r\na=rtcp-mux\r\n"), "{s}");
@@ -699,6 +874,7 @@ mod tests {
                 pwd: "0123456789abcdefghijkl",
                 candidates: &candidates,
             }),
+            events: EventPlan::Keep,
         }];
         let out = sdp.rewrite(&plan(&media));
         let expected = "v=0\r\n\
@@ -826,6 +1002,7 @@ mod tests {
             port: Some(40000),
             rtcp: RtcpPlan::KeepPort,
             ice: Some(IceLitePlan { ufrag: "u\r\nx=evil", pwd: "p w", candidates: &candidates }),
+            events: EventPlan::Keep,
         }];
         let mut p = plan(&media);
         p.username = "a b\r\n";
@@ -869,5 +1046,81 @@ mod tests {
             s.contains("c=IN IP6 2001:db8::10\r\n")
                 && s.contains("a=rtcp:4009 IN IP6 2001:db8::10\r\n")
         );
+    }
+
+    fn events(port: u16, events: EventPlan) -> MediaPlan<'static> {
+        MediaPlan { events, ..relay(port) }
+    }
+
+    #[test]
+    fn telephone_event_added_after_the_section_and_nothing_else_changes() {
+        // An INFO-only PBX offers no telephone-event; toward an RFC 4733 carrier it is added.
+        let body = "v=0\r\no=- 5 6 IN IP4 10.0.0.50\r\ns=-\r\nc=IN IP4 10.0.0.50\r\nt=0 0\r\n\
+                    m=audio 4000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=X-odd:keep me\r\n\
+                    a=sendrecv\r\nm=video 0 RTP/AVP 96\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        let add = EventPlan::Add { payload_type: 101, clock_rate: 8000 };
+        let out = sdp.rewrite(&plan(&[events(40000, add), events(40002, add)]));
+        assert_eq!(
+            text(&out),
+            "v=0\r\no=sipborder 7001 3 IN IP4 203.0.113.10\r\ns=-\r\nc=IN IP4 203.0.113.10\r\n\
+             t=0 0\r\nm=audio 40000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=X-odd:keep me\r\na=sendrecv\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\nm=video 0 RTP/AVP 96\r\n",
+            "the rejected video section stays as it was"
+        );
+        let again = SessionDescription::parse(&out.body).unwrap();
+        assert_eq!(again.media()[0].encoding_name(101), Some("telephone-event"));
+        // A number the section already uses is not taken twice.
+        let taken = EventPlan::Add { payload_type: 8, clock_rate: 8000 };
+        let out = sdp.rewrite(&plan(&[events(40000, taken)]));
+        assert!(text(&out).contains("m=audio 40000 RTP/AVP 8 0\r\n"), "{}", text(&out));
+        assert!(!text(&out).contains("telephone-event"));
+        // LF bodies get LF lines.
+        let lf = body.replace("\r\n", "\n");
+        let out =
+            SessionDescription::parse(lf.as_bytes()).unwrap().rewrite(&plan(&[events(40000, add)]));
+        assert!(
+            text(&out).contains("a=sendrecv\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n")
+        );
+    }
+
+    #[test]
+    fn telephone_event_stripped_from_what_the_leg_never_offered() {
+        let body = "v=0\r\no=- 5 6 IN IP4 198.51.100.20\r\ns=-\r\nc=IN IP4 198.51.100.20\r\n\
+                    t=0 0\r\nm=audio 30000 RTP/AVP 8 96 97\r\na=rtpmap:8 PCMA/8000\r\n\
+                    a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n\
+                    a=rtpmap:97 TELEPHONE-EVENT/48000\r\na=rtcp-fb:97 x\r\na=ptime:20\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        let out = sdp.rewrite(&plan(&[events(40000, EventPlan::Strip)]));
+        assert_eq!(
+            text(&out),
+            "v=0\r\no=sipborder 7001 3 IN IP4 203.0.113.10\r\ns=-\r\nc=IN IP4 203.0.113.10\r\n\
+             t=0 0\r\nm=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n"
+        );
+        // A section of nothing but events keeps them: an m= line needs a format.
+        let only = "v=0\r\no=- 5 6 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+                    m=audio 30000 RTP/AVP 96\r\na=rtpmap:96 telephone-event/8000\r\n";
+        let out = SessionDescription::parse(only.as_bytes())
+            .unwrap()
+            .rewrite(&plan(&[events(40000, EventPlan::Strip)]));
+        assert!(text(&out)
+            .ends_with("m=audio 40000 RTP/AVP 96\r\na=rtpmap:96 telephone-event/8000\r\n"));
+        // Keep without a relay port leaves the line byte for byte; Strip without one still strips.
+        let keep = MediaPlan { events: EventPlan::Strip, ..MediaPlan::KEEP };
+        let out = sdp.rewrite(&plan(&[keep]));
+        assert!(text(&out).contains("m=audio 30000 RTP/AVP 8\r\n"), "{}", text(&out));
+    }
+
+    #[test]
+    fn leaking_media_line_still_gets_its_events_plan() {
+        let body = "v=0\r\no=- 5 6 IN IP4 10.9.9.9\r\ns=-\r\nt=0 0\r\n\
+                    m=audio 4000 RTP/AVP 8 96 10.9.9.9\r\na=rtpmap:96 telephone-event/8000\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        let out = sdp.rewrite(&plan(&[events(40000, EventPlan::Strip)]));
+        assert!(text(&out).ends_with("m=audio 40000 RTP/AVP 8\r\n"), "{}", text(&out));
+        let add = EventPlan::Add { payload_type: 101, clock_rate: 8000 };
+        let out = sdp.rewrite(&plan(&[events(40000, add)]));
+        assert!(text(&out).contains("m=audio 40000 RTP/AVP 8 96 101\r\n"), "{}", text(&out));
     }
 }

@@ -6,8 +6,11 @@
 //! telephone-events renumbered per leg, INFO relayed, INFO ↔ RFC 4733 per `trunks[].dtmf`.
 
 mod common;
+#[path = "common/rtp.rs"]
+mod rtp;
 
 use common::*;
+use rtp::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -67,21 +70,6 @@ fn sdp(version: u32, port: u16, pt: u8, dir: &str, extra: &str) -> String {
     )
 }
 
-/// The RTP address an SDP names: the `c=` address and the first `m=` port.
-fn media_addr(sdp: &str) -> SocketAddr {
-    let ip = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .unwrap_or_else(|| panic!("no c= in\n{sdp}"));
-    let port = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no m=audio in\n{sdp}"));
-    SocketAddr::new(ip.trim().parse().expect("c= address"), port)
-}
-
 /// The `o=` session version.
 fn sdp_version(sdp: &str) -> u64 {
     sdp.lines()
@@ -105,21 +93,6 @@ fn attr<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
     sdp.lines().find_map(|l| l.trim_end().strip_prefix(prefix.as_str()))
 }
 
-/// A 172-byte RTP packet: 12-byte header, 160 bytes of payload whose first eight bytes name the
-/// stream and the packet, so the receiver can tell exactly which payload it got.
-fn rtp_packet(pt: u8, seq: u16, ssrc: u32, stream: u32) -> Vec<u8> {
-    let mut p = Vec::with_capacity(172);
-    p.push(0x80);
-    p.push(pt);
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(&stream.to_be_bytes());
-    p.extend_from_slice(&u32::from(seq).to_be_bytes());
-    p.extend((0..152u32).map(|i| (i as u8) ^ (seq as u8) ^ (stream as u8)));
-    p
-}
-
 /// An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes.
 fn rtcp_sr(ssrc: u32, count: u32) -> Vec<u8> {
     let mut p = vec![0x80, 200, 0, 6];
@@ -129,50 +102,6 @@ fn rtcp_sr(ssrc: u32, count: u32) -> Vec<u8> {
     p.extend_from_slice(&count.to_be_bytes());
     p.extend_from_slice(&(count * 160).to_be_bytes());
     p
-}
-
-fn payload(packet: &[u8]) -> &[u8] {
-    packet.get(12..).unwrap_or_default()
-}
-
-/// Packets `first..first + n` of a stream.
-fn stream(pt: u8, ssrc: u32, id: u32, first: u16, n: u16) -> Vec<Vec<u8>> {
-    (first..first + n).map(|seq| rtp_packet(pt, seq, ssrc, id)).collect()
-}
-
-/// Receives up to `n` datagrams (bounded by `within`), with their sources.
-fn recv_n(sock: &UdpSocket, n: usize, within: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 2048];
-    while out.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let _ = sock.set_read_timeout(Some(left));
-        match sock.recv_from(&mut buf) {
-            Ok((len, from)) => out.push((buf[..len].to_vec(), from)),
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-/// Reads whatever arrives within `within` (for "nothing arrives" checks).
-fn drain(sock: &UdpSocket, within: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
-    recv_n(sock, usize::MAX, within)
-}
-
-/// Asserts the packets received are `sent`, in order, each from `relay` — sipborder's port that
-/// was advertised toward the receiver — and so never straight from the other endpoint.
-fn assert_relayed(got: &[(Vec<u8>, SocketAddr)], sent: &[Vec<u8>], relay: SocketAddr, what: &str) {
-    assert_eq!(got.len(), sent.len(), "{what}: {} of {} packets arrived", got.len(), sent.len());
-    for (i, ((g, from), s)) in got.iter().zip(sent).enumerate() {
-        assert_eq!(*from, relay, "{what}: packet {i} came from {from}, not the relay port");
-        assert_eq!(payload(g), payload(s), "{what}: payload {i} differs (order or content)");
-        assert_eq!(g[1] & 0x7f, s[1] & 0x7f, "{what}: payload type of packet {i}");
-    }
 }
 
 /// The SIP call the tests drive: the phone's dialog state and the ITSP's view of leg B.

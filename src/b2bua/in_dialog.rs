@@ -225,24 +225,7 @@ impl B2bua {
                 resp.headers.push(h);
             }
             resp.body = body;
-            let _ = tl.respond(now, tx, resp.clone());
-            let t1 = tl.timer_config().t1;
-            if let Some(call) = self.calls.get_mut(&key) {
-                let reliable = flow.transport.is_reliable();
-                let give_up = now + t1 * 64;
-                let due = if reliable { give_up } else { now + t1 };
-                call.unacked.push(super::call::Unacked2xx {
-                    side,
-                    cseq: msg.cseq,
-                    tx,
-                    response: resp,
-                    interval: t1,
-                    due,
-                    give_up,
-                    forward_ack: None,
-                });
-                self.wake_at(due, key);
-            }
+            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
             return;
         }
         let other = side.other();
@@ -294,6 +277,38 @@ impl B2bua {
             in_cseq: msg.cseq,
         });
         self.clients.insert(ctx, ClientRole::ReInvite(key));
+    }
+
+    /// Sends `resp`, a 2xx answering `side`'s INVITE with CSeq `cseq` itself, through `tx`, and
+    /// keeps it to retransmit until the ACK (RFC 3261 §13.3.1.4: the 2xx is the TU's to resend).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_2xx_until_ack(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        tx: TxId,
+        cseq: u32,
+        resp: rsip::Response,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let _ = tl.respond(now, tx, resp.clone());
+        let t1 = tl.timer_config().t1;
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let give_up = now + t1 * 64;
+        let due = if flow.transport.is_reliable() { give_up } else { now + t1 };
+        call.unacked.push(super::call::Unacked2xx {
+            side,
+            cseq,
+            tx,
+            response: resp,
+            interval: t1,
+            due,
+            give_up,
+            forward_ack: None,
+        });
+        self.wake_at(due, key);
     }
 
     pub(crate) fn rng_small(&mut self) -> u32 {

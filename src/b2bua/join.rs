@@ -14,7 +14,7 @@
 //! call: a hang-up on either side ends both; re-INVITEs and UPDATEs from a remaining carrier
 //! leg are answered here (the relay follows its new address), nothing crosses.
 
-use super::call::{CallKey, CallState, EndCause, Side, Unacked2xx};
+use super::call::{CallKey, CallState, EndCause, Side};
 use super::dispatch::{B2bua, ClientRole};
 use super::reply::ReplyTemplate;
 use crate::dialog::DialogState;
@@ -186,14 +186,7 @@ impl B2bua {
             self.reply_local(now, tl, tx, msg, flow, 501, why, &[]);
             return;
         };
-        let contact = self
-            .calls
-            .get(&key)
-            .and_then(|c| c.dialog(side))
-            .map(|d| d.local_contact.clone())
-            .unwrap_or_default();
-        self.reply_local(now, tl, tx, msg, flow, 202, None, &[make("Contact", contact)]);
-        self.notify_progress(now, key, side, "SIP/2.0 100 Trying", false, tl);
+        self.accept_refer(now, key, side, tx, msg, flow, tl);
         if let Some(call) = self.calls.get_mut(&key) {
             call.join = Some(Join { side, peer: None });
         }
@@ -422,26 +415,10 @@ impl B2bua {
         resp.headers.push(make("Contact", contact));
         resp.headers.push(make("Content-Type", "application/sdp"));
         resp.body = body;
-        let _ = tl.respond(now, tx, resp.clone());
-        if msg.method() != Method::Invite {
-            return;
+        if msg.method() == Method::Invite {
+            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
+        } else {
+            let _ = tl.respond(now, tx, resp);
         }
-        // A 2xx to an INVITE is ours to retransmit until the ACK (RFC 3261 §13.3.1.4).
-        let t1 = tl.timer_config().t1;
-        let give_up = now + t1 * 64;
-        let due = if flow.transport.is_reliable() { give_up } else { now + t1 };
-        if let Some(call) = self.calls.get_mut(&key) {
-            call.unacked.push(Unacked2xx {
-                side,
-                cseq: msg.cseq,
-                tx,
-                response: resp,
-                interval: t1,
-                due,
-                give_up,
-                forward_ack: None,
-            });
-        }
-        self.wake_at(due, key);
     }
 }

@@ -9,7 +9,7 @@
 //! Call-ID (`Shard::handle_message`); when the call ends, that shard sends
 //! [`PeerMsg::Release`](super::join::PeerMsg::Release) so the forwarding stops.
 
-use super::call::{CallState, Side, Unacked2xx};
+use super::call::{CallState, Side};
 use super::dispatch::{B2bua, ClientRole};
 use super::initial::local_contact;
 use super::local::strip_tag;
@@ -103,7 +103,6 @@ impl B2bua {
         resp.headers.push(make("Supported", super::local::SUPPORTED));
         resp.headers.push(make("Content-Type", "application/sdp"));
         resp.body = body;
-        let _ = tl.respond(now, tx, resp.clone());
         // The replaced leg ends (RFC 3891 §3: its replacement's recipient sends the BYE).
         let Some(call) = self.calls.get_mut(&key) else { return };
         let old = match side {
@@ -115,20 +114,7 @@ impl B2bua {
         };
         call.timers[side.idx()] = None;
         call.last_ack[side.idx()] = None;
-        let t1 = tl.timer_config().t1;
-        let give_up = now + t1 * 64;
-        let due = if flow.transport.is_reliable() { give_up } else { now + t1 };
-        call.unacked.push(Unacked2xx {
-            side,
-            cseq: msg.cseq,
-            tx,
-            response: resp,
-            interval: t1,
-            due,
-            give_up,
-            forward_ack: None,
-        });
-        self.wake_at(due, key);
+        self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
         self.dialogs.insert((new.call_id.clone(), new.local_tag.clone()), (key, side));
         if let Some(mut old) = old {
             self.dialogs.remove(&(old.call_id.clone(), old.local_tag.clone()));

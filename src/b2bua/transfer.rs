@@ -67,6 +67,29 @@ impl B2bua {
         self.clients.insert(t, ClientRole::Discard);
     }
 
+    /// Answers a REFER from `side` 202 (with our Contact) and opens its subscription with a
+    /// NOTIFY of `100 Trying` (RFC 3515).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn accept_refer(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        tx: TxId,
+        msg: &SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        let contact = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.dialog(side))
+            .map(|d| d.local_contact.clone())
+            .unwrap_or_default();
+        self.reply_local(now, tl, tx, msg, flow, 202, None, &[make("Contact", contact)]);
+        self.notify_progress(now, key, side, "SIP/2.0 100 Trying", false, tl);
+    }
+
     /// A REFER from `side` when the peer on the other side has `refer: local`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn refer_locally(
@@ -113,14 +136,7 @@ impl B2bua {
         else {
             return;
         };
-        let contact = self
-            .calls
-            .get(&key)
-            .and_then(|c| c.dialog(side))
-            .map(|d| d.local_contact.clone())
-            .unwrap_or_default();
-        self.reply_local(now, tl, tx, msg, flow, 202, None, &[make("Contact", contact)]);
-        self.notify_progress(now, key, side, "SIP/2.0 100 Trying", false, tl);
+        self.accept_refer(now, key, side, tx, msg, flow, tl);
         let target = self
             .router
             .route(other_zone, &user)

@@ -349,6 +349,14 @@ fn a_transfer_target_with_other_numbers_is_mapped_to_what_the_carrier_was_told()
     assert_eq!(from_target.payload_map.get(97), 96, "the target's number → the carrier's");
 }
 
+/// What follows the port on the `m=audio` line: protocol and formats.
+fn m_formats(sdp: &str) -> &str {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split_once(' '))
+        .map_or("", |(_, rest)| rest)
+}
+
 /// The telephone-event payload types an SDP body lists on its `m=audio` line.
 fn te_lines(sdp: &str) -> Vec<&str> {
     sdp.lines().filter(|l| l.contains("telephone-event") || l.starts_with("a=fmtp:")).collect()
@@ -363,7 +371,8 @@ fn telephone_event_is_added_toward_an_rfc4733_carrier_and_kept_from_the_info_pbx
     let out = h.feed(pbx(), &inv);
     let (b_flow, b_invite) = only(&out, "INVITE on leg B", |_, t| is_req(t, "INVITE")).clone();
     let to_carrier = body(&b_invite);
-    assert!(to_carrier.contains("m=audio 32000 RTP/AVP 8 101\r\n"), "{to_carrier}");
+    // (Relay ports are real sockets: tests running beside this one may hold the first ones.)
+    assert_eq!(m_formats(to_carrier), "RTP/AVP 8 101", "{to_carrier}");
     assert_eq!(
         te_lines(to_carrier),
         ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16"],
@@ -379,7 +388,7 @@ fn telephone_event_is_added_toward_an_rfc4733_carrier_and_kept_from_the_info_pbx
     let out = h.feed(b_flow, &ok);
     let a_ok = resp_to(&out, pbx(), 200);
     assert!(te_lines(body(&a_ok)).is_empty(), "{}", body(&a_ok));
-    assert!(body(&a_ok).contains("m=audio 30000 RTP/AVP 8\r\n"), "{}", body(&a_ok));
+    assert_eq!(m_formats(body(&a_ok)), "RTP/AVP 8", "{}", body(&a_ok));
     let mut a = Peer::caller(pbx(), &inv, &a_ok);
     h.feed(pbx(), &a.ack(a.cseq, ""));
     // INFO is played with the carrier's number; the carrier's own events become INFO.

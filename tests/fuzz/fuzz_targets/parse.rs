@@ -23,11 +23,8 @@ fuzz_target!(|data: &[u8]| {
         };
         // Serializing may lengthen the message (rsip prints URIs its own way): no size limit;
         // and it writes a computed Content-Length, one header more when the input had none.
-        let relaxed = Limits {
-            max_message_size: usize::MAX,
-            max_headers: limits.max_headers + 1,
-            ..limits
-        };
+        let relaxed =
+            Limits { max_message_size: usize::MAX, max_headers: limits.max_headers + 1, ..limits };
         let again = match parse(&wire, &relaxed) {
             Ok(m) => m,
             Err(e) => panic!(

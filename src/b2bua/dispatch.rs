@@ -35,6 +35,8 @@ pub(crate) enum ClientRole {
     TransferInvite(CallKey),
     /// A session refresh of ours on one leg (RFC 4028).
     Refresh { call: CallKey, side: Side, cseq: u32 },
+    /// A re-INVITE of ours moving one leg's media to a transfer's new party (not anchored).
+    MediaMove { call: CallKey, side: Side, cseq: u32 },
     /// A REGISTER forwarded to a registrar for a device.
     Register {
         server_tx: TxId,
@@ -231,7 +233,8 @@ impl B2bua {
             | ClientRole::TransferInvite(k) => Some(*k),
             ClientRole::Relay { call, .. }
             | ClientRole::Prack { call, .. }
-            | ClientRole::Refresh { call, .. } => Some(*call),
+            | ClientRole::Refresh { call, .. }
+            | ClientRole::MediaMove { call, .. } => Some(*call),
             ClientRole::Discard
             | ClientRole::Standalone { .. }
             | ClientRole::Register { .. }
@@ -410,6 +413,9 @@ impl B2bua {
             ClientRole::Refresh { call, side, cseq } => {
                 self.on_refresh_response(now, call, side, cseq, &msg, tl)
             }
+            ClientRole::MediaMove { call, side, cseq } => {
+                self.on_media_move_response(call, side, cseq, &msg, tl)
+            }
             ClientRole::TransferInvite(call) => {
                 self.on_transfer_response(now, call, &msg, flow, tl)
             }
@@ -452,6 +458,9 @@ impl B2bua {
             }
             ClientRole::Bye(call) => self.on_bye_done(now, call, tl),
             ClientRole::Refresh { call, .. } => self.on_refresh_failure(now, call, tl),
+            ClientRole::MediaMove { .. } => {
+                tracing::warn!(code, "re-INVITE moving a transferred call's media failed");
+            }
             ClientRole::TransferInvite(call) => self.on_transfer_failure(now, call, code, tl),
             ClientRole::Register { server_tx, reply, token, .. } => {
                 // The registrar never answered: the device hears so, and a binding the registrar

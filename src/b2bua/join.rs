@@ -56,8 +56,8 @@ pub enum PeerMsg {
         from: PeerRef,
         /// The dialog to replace (as the PBX wrote it).
         replaces: Replaces,
-        /// Where the joined call's relay must send.
-        sdp: Vec<u8>,
+        /// Where the joined call's media must go.
+        target: MediaTarget,
     },
     /// The join is done; the asking call sends to `sdp`.
     Joined {
@@ -65,8 +65,8 @@ pub enum PeerMsg {
         to: CallKey,
         /// The joined call.
         from: PeerRef,
-        /// Where the asking call's relay must send.
-        sdp: Vec<u8>,
+        /// Where the asking call's media must go.
+        target: MediaTarget,
     },
     /// The join was refused with `code` (481: no such dialog; 491: busy; 488: not anchored).
     JoinFailed {
@@ -88,6 +88,17 @@ pub enum PeerMsg {
         /// The Call-ID no longer forwarded.
         call_id: String,
     },
+}
+
+/// Where a joined call's media must go to reach the other call's remaining party.
+#[derive(Debug, Clone)]
+pub struct MediaTarget {
+    /// For an anchored receiver's relay: the sender's relay ports at their bind address, or
+    /// (sender not anchored) its remaining party's own SDP.
+    pub relay: Vec<u8>,
+    /// For a receiver that is not anchored, to offer its remaining party in a re-INVITE: what
+    /// the sender's PBX leg was last sent (its advertised relay ports, or the party's SDP).
+    pub public: Vec<u8>,
 }
 
 /// A [`PeerMsg`] and the shard it goes to.
@@ -129,23 +140,41 @@ impl B2bua {
         })
     }
 
-    /// What `side` of `key` last told its peer, readdressed to the relay: where the other
-    /// call's relay must send to reach this call's relay ports. `None` when the call is not
-    /// anchored (there is nothing of ours to point at).
-    fn relay_target_sdp(&self, key: CallKey, side: Side) -> Option<Vec<u8>> {
-        let call = self.calls.get(&key)?;
-        if !call.media.as_ref().is_some_and(|m| m.anchored) {
-            return None;
-        }
-        let sdp = call.sdp_to[side.idx()].as_ref()?;
-        Some(readdress(sdp, self.relay_ip(key, side)?))
+    /// Where the other call's media must go to reach this call's remaining party, built from
+    /// what `side` (the PBX leg being given up) was last sent: anchored, this call's relay
+    /// ports (readdressed to the bind address for a relay, as advertised for a party); not
+    /// anchored, the remaining party's own SDP, which that leg was sent unchanged.
+    fn media_target(&self, key: CallKey, side: Side) -> Option<MediaTarget> {
+        let public = self.calls.get(&key)?.sdp_to[side.idx()].clone()?;
+        let relay = if self.anchored(key) {
+            readdress(&public, self.relay_ip(key, side)?)
+        } else {
+            public.clone()
+        };
+        Some(MediaTarget { relay, public })
     }
 
-    /// Points `side` of the relay at `sdp` (another call's relay ports); the other leg is not
-    /// told anything.
-    fn follow_peer_relay(&mut self, now: Instant, key: CallKey, side: Side, sdp: &[u8]) {
-        let Some(ip) = self.relay_ip(key, side) else { return };
-        if let Err(e) = self.take_unrelayed_body(now, key, side, sdp, ip) {
+    /// Sends this call's remaining party's media to `target` (the other call's): anchored, the
+    /// relay side that served the PBX leg points at it and the remaining party is told
+    /// nothing; not anchored, the remaining party gets a re-INVITE offering it.
+    fn follow_peer(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        target: &MediaTarget,
+        tl: &mut TransactionLayer,
+    ) {
+        if !self.anchored(key) {
+            self.move_media(now, key, side.other(), &target.public, tl);
+            return;
+        }
+        let source = crate::sip::sdp::SessionDescription::parse(&target.relay)
+            .ok()
+            .and_then(|s| s.connection().and_then(|c| c.ip))
+            .or_else(|| self.relay_ip(key, side));
+        let Some(ip) = source else { return };
+        if let Err(e) = self.take_unrelayed_body(now, key, side, &target.relay, ip) {
             tracing::warn!(error = %e, "joined call's relay could not follow its peer");
         }
     }
@@ -180,10 +209,10 @@ impl B2bua {
         replaces: Replaces,
         tl: &mut TransactionLayer,
     ) {
-        let Some(sdp) = self.relay_target_sdp(key, side) else {
+        let Some(target) = self.media_target(key, side) else {
             transfers("rejected");
-            let why = Some("Attended Transfer Needs Anchored Media");
-            self.reply_local(now, tl, tx, msg, flow, 501, why, &[]);
+            let why = Some("No Session Description To Join");
+            self.reply_local(now, tl, tx, msg, flow, 488, why, &[]);
             return;
         };
         self.accept_refer(now, key, side, tx, msg, flow, tl);
@@ -193,14 +222,16 @@ impl B2bua {
         tracing::info!(replaces = %replaces.call_id, "joining the call with the replaced one");
         let shard = crate::sip::callid::shard_of(&replaces.call_id, self.shards);
         let from = self.me(key);
-        self.send_peer(shard, PeerMsg::Join { from, replaces, sdp });
+        self.send_peer(shard, PeerMsg::Join { from, replaces, target });
     }
 
     /// A message from a call on another shard (or this one).
     pub fn handle_peer_message(&mut self, now: Instant, msg: PeerMsg, tl: &mut TransactionLayer) {
         match msg {
-            PeerMsg::Join { from, replaces, sdp } => self.on_join(now, from, &replaces, &sdp, tl),
-            PeerMsg::Joined { to, from, sdp } => self.on_joined(now, to, from, &sdp, tl),
+            PeerMsg::Join { from, replaces, target } => {
+                self.on_join(now, from, &replaces, &target, tl)
+            }
+            PeerMsg::Joined { to, from, target } => self.on_joined(now, to, from, &target, tl),
             PeerMsg::JoinFailed { to, code } => self.on_join_failed(now, to, code, tl),
             // The shard handles these itself; nothing reaches a call.
             PeerMsg::Forward(..) | PeerMsg::Release { .. } => {}
@@ -229,7 +260,7 @@ impl B2bua {
         now: Instant,
         from: PeerRef,
         replaces: &Replaces,
-        sdp: &[u8],
+        target: &MediaTarget,
         tl: &mut TransactionLayer,
     ) {
         let refuse = |b: &mut Self, code| {
@@ -248,10 +279,10 @@ impl B2bua {
         if busy || self.me(key) == from {
             return refuse(self, 491);
         }
-        let Some(answer) = self.relay_target_sdp(key, side) else {
+        let Some(answer) = self.media_target(key, side) else {
             return refuse(self, 488);
         };
-        self.follow_peer_relay(now, key, side, sdp);
+        self.follow_peer(now, key, side, target, tl);
         self.give_up_leg(now, key, side, tl);
         if let Some(call) = self.calls.get_mut(&key) {
             call.join = Some(Join { side, peer: Some(from) });
@@ -259,7 +290,7 @@ impl B2bua {
         tracing::info!("call joined to a transferred call, its PBX leg replaced");
         self.send_peer(
             from.shard,
-            PeerMsg::Joined { to: from.key, from: self.me(key), sdp: answer },
+            PeerMsg::Joined { to: from.key, from: self.me(key), target: answer },
         );
     }
 
@@ -268,7 +299,7 @@ impl B2bua {
         now: Instant,
         key: CallKey,
         from: PeerRef,
-        sdp: &[u8],
+        target: &MediaTarget,
         tl: &mut TransactionLayer,
     ) {
         let pending = self.calls.get(&key).and_then(|c| c.join).filter(|j| j.peer.is_none());
@@ -278,7 +309,7 @@ impl B2bua {
             return;
         };
         transfers("completed");
-        self.follow_peer_relay(now, key, join.side, sdp);
+        self.follow_peer(now, key, join.side, target, tl);
         self.notify_progress(now, key, join.side, "SIP/2.0 200 OK", true, tl);
         self.give_up_leg(now, key, join.side, tl);
         if let Some(j) = self.calls.get_mut(&key).and_then(|c| c.join.as_mut()) {

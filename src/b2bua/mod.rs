@@ -16,6 +16,7 @@ mod in_dialog;
 mod initial;
 pub mod join;
 mod local;
+mod media_move;
 mod policy_hook;
 mod register_proxy;
 mod replace;

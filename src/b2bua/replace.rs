@@ -126,6 +126,10 @@ impl B2bua {
                 self.clients.insert(t, ClientRole::Discard);
             }
         }
+        // Not anchored: the other party still sends to the replaced phone until told.
+        if !self.anchored(key) {
+            self.move_media(now, key, side.other(), msg.body(), tl);
+        }
         transfers("replaced");
         tracing::info!(replaced = %replaces.call_id, "a call leg was replaced (INVITE with Replaces)");
     }

@@ -2391,3 +2391,138 @@ fn an_invite_with_replaces_naming_no_dialog_gets_481() {
     resp_to(&out, pbx(), 400);
     h.assert_clean();
 }
+
+// =============================================================================================
+// Transfers with media not anchored: the remaining party gets a re-INVITE
+// =============================================================================================
+
+fn bypass_refer_local_harness() -> Harness {
+    Harness::with_config(
+        &CONFIG
+            .replace(
+                "    address: 198.51.100.10:5060\n",
+                "    address: 198.51.100.10:5060\n    refer: local\n",
+            )
+            .replace("    targets: [pbx]\n", "    targets: [pbx]\n    media: bypass\n"),
+    )
+}
+
+/// The re-INVITE sipborder sent `to`, answered 200 (with `answer`) and ACKed.
+fn answer_media_move(h: &mut Harness, out: &[Sent], to: Flow, answer: &str) -> String {
+    let reinvite = req_to(out, to, "INVITE");
+    let ok = reply(&reinvite, 200, None, &["Content-Type: application/sdp"], answer);
+    let acked = h.feed(to, &ok);
+    assert!(
+        acked.iter().any(|(f, t)| *f == to
+            && is_req(t, "ACK")
+            && cseq(t).starts_with(&cseq(&reinvite).replace(" INVITE", ""))),
+        "the 200 is ACKed: {}",
+        dump(&acked)
+    );
+    reinvite
+}
+
+#[test]
+fn a_blind_transfer_not_anchored_moves_the_carriers_media_to_the_target() {
+    let mut h = bypass_refer_local_harness();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    assert!(body(&x.b_invite).contains("c=IN IP4 198.51.100.20"), "bypass: the PBX got X's SDP");
+    let refer = x.b.request("REFER", &["Event: refer", "Refer-To: <sip:10003@10.0.0.50>"], "");
+    let out = h.feed(pbx(), &refer);
+    let to_target = out
+        .iter()
+        .find(|(f, t)| *f == pbx() && is_req(t, "INVITE"))
+        .map(|(_, t)| t.clone())
+        .expect("INVITE to the target");
+    assert!(body(&to_target).contains("c=IN IP4 198.51.100.20"), "the target is sent X's SDP");
+    let target_sdp = sdp("10.0.0.63", 4000, "sendrecv");
+    let c = "Contact: <sip:10003@10.0.0.50:5060>";
+    let ok = reply(&to_target, 200, Some("t3"), &[c, "Content-Type: application/sdp"], &target_sdp);
+    let out = h.feed(pbx(), &ok);
+    // The carrier is re-INVITEd with the target's address, under the origin it knows.
+    let reinvite = answer_media_move(&mut h, &out, itsp(), &x_offer);
+    assert!(body(&reinvite).contains("c=IN IP4 10.0.0.63\r\n"), "{reinvite}");
+    assert!(body(&reinvite).contains("m=audio 4000 "), "{reinvite}");
+    // o=<user> <sess-id> <version> ...: user and session kept, version one higher.
+    let origin = |s: &str| -> Vec<String> {
+        let o = body(s).lines().find_map(|l| l.strip_prefix("o=")).expect("o=").to_string();
+        o.split_whitespace().map(str::to_string).collect()
+    };
+    let (before, after) = (origin(&x.a_ok), origin(&reinvite));
+    assert_eq!((&before[..2], &before[3..]), (&after[..2], &after[3..]), "same origin");
+    let version = |o: &[String]| o[2].parse::<u64>().expect("version");
+    assert_eq!(version(&after), version(&before) + 1);
+    hang_up(&mut h, &mut x.a, pbx());
+    h.assert_clean();
+}
+
+#[test]
+fn an_attended_transfer_not_anchored_reinvites_each_carrier_with_the_others_address() {
+    let mut h = bypass_refer_local_harness();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    let y_offer = sdp("198.51.100.30", 30002, "sendrecv");
+    let y = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &y_offer));
+    let out = h.feed(pbx(), &attended_refer(&mut x.b, &replaces_of(&y.b)));
+    resp_to(&out, pbx(), 202);
+    let reinvites: Vec<&String> =
+        out.iter().filter(|(f, t)| *f == itsp() && is_req(t, "INVITE")).map(|(_, t)| t).collect();
+    assert_eq!(reinvites.len(), 2, "{}", dump(&out));
+    let to_x = reinvites.iter().find(|t| call_id(t) == x.a.call_id).expect("re-INVITE to X");
+    let to_y = reinvites.iter().find(|t| call_id(t) == y.a.call_id).expect("re-INVITE to Y");
+    assert!(
+        body(to_x).contains("c=IN IP4 198.51.100.30\r\n") && body(to_x).contains("m=audio 30002 "),
+        "{to_x}"
+    );
+    assert!(
+        body(to_y).contains("c=IN IP4 198.51.100.20\r\n") && body(to_y).contains("m=audio 30000 "),
+        "{to_y}"
+    );
+    let (to_x, to_y) = (to_x.to_string(), to_y.to_string());
+    for (re, answer) in [(&to_x, &x_offer), (&to_y, &y_offer)] {
+        let out = h.feed(itsp(), &reply(re, 200, None, &["Content-Type: application/sdp"], answer));
+        assert!(
+            out.iter().any(|(_, t)| is_req(t, "ACK") && call_id(t) == call_id(re)),
+            "{}",
+            dump(&out)
+        );
+    }
+    // X hangs up: Y's call ends too.
+    let out = h.feed(itsp(), &x.a.request("BYE", &[], ""));
+    let bye_y = out
+        .iter()
+        .find(|(f, t)| *f == itsp() && is_req(t, "BYE") && call_id(t) == y.a.call_id)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| panic!("BYE to Y:\n{}", dump(&out)));
+    h.feed(itsp(), &reply(&bye_y, 200, None, &[], ""));
+    for (_, t) in out.iter().filter(|(f, t)| *f == pbx() && is_req(t, "BYE")) {
+        h.feed(pbx(), &reply(t, 200, None, &[], ""));
+    }
+    h.assert_clean();
+}
+
+#[test]
+fn an_invite_with_replaces_not_anchored_moves_the_carriers_media_to_the_new_phone() {
+    let mut h = bypass_refer_local_harness();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    let ours = param(&x.b.to, "tag").expect("our tag");
+    let replaces = format!("Replaces: {};to-tag={ours};from-tag=b1", x.b.call_id);
+    let phone_sdp = sdp("10.0.0.64", 4000, "sendrecv");
+    let pickup = invite(pbx(), "sip:10001@10.0.0.1", &[&replaces], &phone_sdp);
+    let out = h.feed(pbx(), &pickup);
+    let ok = resp_to(&out, pbx(), 200);
+    assert!(body(&ok).contains("c=IN IP4 198.51.100.20"), "the phone is sent X's address: {ok}");
+    let reinvite = answer_media_move(&mut h, &out, itsp(), &x_offer);
+    assert!(body(&reinvite).contains("c=IN IP4 10.0.0.64\r\n"), "{reinvite}");
+    let bye = req_to(&out, pbx(), "BYE");
+    h.feed(pbx(), &reply(&bye, 200, None, &[], ""));
+    let phone2 = Peer::caller(pbx(), &pickup, &ok);
+    h.feed(pbx(), &phone2.ack(phone2.cseq, ""));
+    let out = h.feed(itsp(), &x.a.request("BYE", &[], ""));
+    let relayed = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&relayed), call_id(&pickup));
+    h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
+    h.assert_clean();
+}

@@ -25,7 +25,7 @@ pub use error::{SdpError, SdpErrorReason};
 pub use parse::{
     Connection, Fmtp, IceAttributes, MediaSection, Origin, Rtcp, RtpMap, SessionDescription,
 };
-pub use readdress::{answer_direction, readdress};
+pub use readdress::{answer_direction, continue_origin, readdress};
 pub use rewrite::{EventPlan, IceLitePlan, MediaPlan, RewriteOutput, RewritePlan, RtcpPlan};
 
 #[cfg(test)]

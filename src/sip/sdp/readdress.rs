@@ -37,6 +37,37 @@ pub fn readdress(body: &[u8], ip: std::net::IpAddr) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// `new` (another endpoint's SDP) under the `o=` line of `prev` (the SDP last sent on the leg)
+/// with its version one higher: to the leg it is the same session, changed (RFC 3264 §8).
+/// `new` unchanged when either has no usable origin.
+pub fn continue_origin(prev: &[u8], new: &[u8]) -> Vec<u8> {
+    let prev = String::from_utf8_lossy(prev);
+    let Some(origin) = prev.lines().find_map(|l| l.strip_prefix("o=")) else {
+        return new.to_vec();
+    };
+    let mut fields: Vec<&str> = origin.split_whitespace().collect();
+    let Some(version) = fields.get(2).and_then(|v| v.parse::<u64>().ok()) else {
+        return new.to_vec();
+    };
+    let bumped = version.wrapping_add(1).to_string();
+    fields[2] = &bumped;
+    let line = format!("o={}", fields.join(" "));
+    let text = String::from_utf8_lossy(new);
+    if !text.lines().any(|l| l.starts_with("o=")) {
+        return new.to_vec();
+    }
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(text.len() + 16);
+    for l in text.lines() {
+        if l.is_empty() {
+            continue;
+        }
+        out.push_str(if l.starts_with("o=") { &line } else { l });
+        out.push_str(eol);
+    }
+    out.into_bytes()
+}
+
 /// `ours` (the SDP last sent on a leg) as the answer to `offer` from that leg: its direction
 /// attributes set to what answers the offer's (RFC 3264 §6.1: sendonly → recvonly, inactive →
 /// inactive), so a hold through a joined call is answered correctly.
@@ -91,6 +122,15 @@ mod tests {
         assert!(out.contains("o=sipborder 1 2 IN IP4 10.0.0.1\r\n"), "origin kept: {out}");
         assert!(!out.contains("ice-") && !out.contains("candidate"), "{out}");
         assert!(out.contains("m=audio 30000 RTP/AVP 0 101\r\n"));
+    }
+
+    #[test]
+    fn another_partys_sdp_keeps_the_legs_origin_with_the_version_bumped() {
+        let theirs = "v=0\r\no=- 77 3 IN IP4 198.51.100.30\r\ns=-\r\nc=IN IP4 198.51.100.30\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+        let out = String::from_utf8(continue_origin(OURS.as_bytes(), theirs.as_bytes())).unwrap();
+        assert!(out.starts_with("v=0\r\no=sipborder 1 3 IN IP4 10.0.0.1\r\ns=-\r\n"), "{out}");
+        assert!(out.contains("c=IN IP4 198.51.100.30\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"));
+        assert_eq!(continue_origin(b"v=0\r\n", theirs.as_bytes()), theirs.as_bytes());
     }
 
     #[test]

@@ -234,18 +234,19 @@ fn carrier_invite(p: &Ports, call_id: &str, callee: &str, rtp: u16) -> String {
     )
 }
 
-#[test]
-fn an_invite_with_replaces_from_the_pbx_takes_over_a_carrier_call_on_another_shard() {
-    let p = Ports::new();
-    let sbc = Sbc::start(p, &config(&p, &Setup::default()));
-    let carrier = RawUdp::bind_port(p.itsp);
+/// The carrier calls the PBX (Call-ID on shard 0), the PBX answers from `pbx_rtp`, the
+/// carrier ACKs. Returns the carrier party's RTP socket, the relay port it sends to, and the
+/// INVITE the PBX got.
+fn carrier_calls_pbx(
+    p: &Ports,
+    carrier: &RawUdp,
+    pbx: &RawUdp,
+    pbx_rtp: &UdpSocket,
+) -> (UdpSocket, SocketAddr, String) {
     let x_rtp = UdpSocket::bind("127.0.0.1:0").expect("x rtp");
-    let pbx = RawUdp::bind_port(p.pbx);
-    let pbx_rtp = UdpSocket::bind("127.0.0.1:0").expect("pbx rtp");
-    // The carrier calls the PBX, on shard 0.
     let cid = call_id_on_shard("inbound", 0);
     let x_port = x_rtp.local_addr().expect("addr").port();
-    carrier.send_to(&carrier_invite(&p, &cid, "4910", x_port), p.trunk);
+    carrier.send_to(&carrier_invite(p, &cid, "4910", x_port), p.trunk);
     let (inv, _) = pbx.recv_until(WAIT, |m| m.starts_with("INVITE ")).expect("INVITE at the PBX");
     let pbx_port = pbx_rtp.local_addr().expect("addr").port();
     let contact =
@@ -267,6 +268,91 @@ fn an_invite_with_replaces_from_the_pbx_takes_over_a_carrier_call_on_another_sha
     carrier.send_to(&ack, p.trunk);
     pbx.recv_until(WAIT, |m| m.starts_with("ACK ")).expect("ACK at the PBX");
     std::thread::sleep(Duration::from_millis(150));
+    (x_rtp, x_relay, inv)
+}
+
+/// 40 packets each way between `a` (sending to `a_relay`) and `b` (to `b_relay`), checked in
+/// order and from the relay port each side knows.
+fn two_way(a: &UdpSocket, a_relay: SocketAddr, b: &UdpSocket, b_relay: SocketAddr) {
+    let down = stream(0, 0xdddd_0001, 7, 10, 40);
+    let up = stream(0, 0xeeee_0002, 8, 10, 40);
+    for (d, u) in down.iter().zip(&up) {
+        a.send_to(d, a_relay).expect("a sends");
+        b.send_to(u, b_relay).expect("b sends");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_relayed(&recv_n(b, down.len(), WAIT), &down, b_relay, "a → b");
+    assert_relayed(&recv_n(a, up.len(), WAIT), &up, a_relay, "b → a");
+}
+
+#[test]
+fn a_blind_transfer_of_a_carrier_call_reaches_the_target_and_the_carrier_hears_it() {
+    let p = Ports::new();
+    let setup = Setup { itsp_extra: "    refer: local\n".into(), ..Setup::default() };
+    let sbc = Sbc::start(p, &config(&p, &setup));
+    let carrier = RawUdp::bind_port(p.itsp);
+    let pbx = RawUdp::bind_port(p.pbx);
+    let pbx_rtp = UdpSocket::bind("127.0.0.1:0").expect("pbx rtp");
+    let (x_rtp, x_relay, inv) = carrier_calls_pbx(&p, &carrier, &pbx, &pbx_rtp);
+    // The PBX transfers the carrier to 4920 (blind), in its leg's dialog.
+    let sbc_contact = header(&inv, "Contact")
+        .map(|v| v.trim_start_matches('<').split('>').next().unwrap_or(v).to_string())
+        .expect("sipborder's Contact");
+    let refer = format!(
+        "REFER {sbc_contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{pbxp};rport;branch=z9hG4bKrefer1\r\n\
+         Max-Forwards: 70\r\nFrom: {to};tag=pbx-leg\r\nTo: {from}\r\nCall-ID: {cid}\r\n\
+         CSeq: 2 REFER\r\nContact: <sip:4910@127.0.0.1:{pbxp}>\r\nEvent: refer\r\n\
+         Refer-To: <sip:4920@127.0.0.1>\r\nContent-Length: 0\r\n\r\n",
+        pbxp = p.pbx,
+        to = header(&inv, "To").unwrap_or(""),
+        from = header(&inv, "From").unwrap_or(""),
+        cid = header(&inv, "Call-ID").unwrap_or(""),
+    );
+    pbx.send_to(&refer, p.lan);
+    // sipborder calls 4920 at the PBX itself; the target answers from its own RTP socket.
+    let target_rtp = UdpSocket::bind("127.0.0.1:0").expect("target rtp");
+    let mut target_relay = None;
+    let mut notified_ok = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(target_relay.is_some() && notified_ok) && Instant::now() < deadline {
+        let Some(m) = pbx.recv(Duration::from_millis(500)) else { continue };
+        if m.starts_with("SIP/2.0") || m.starts_with("ACK ") {
+            continue;
+        }
+        if m.starts_with("INVITE sip:4920@") {
+            target_relay = Some(media_addr(body(&m)));
+            let port = target_rtp.local_addr().expect("addr").port();
+            let c = format!(
+                "Contact: <sip:4920@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n",
+                p.pbx
+            );
+            pbx.send_to(&respond(&m, 200, "OK", "target", &c, &sdp(port)), p.lan);
+            continue;
+        }
+        if m.starts_with("NOTIFY ") && body(&m).starts_with("SIP/2.0 200") {
+            notified_ok = true;
+        }
+        pbx.send_to(&respond(&m, 200, "OK", "pbx", "", ""), p.lan);
+    }
+    let target_relay = target_relay.unwrap_or_else(|| panic!("INVITE to 4920\n{}", sbc.log()));
+    assert!(notified_ok, "NOTIFY 200 to the transferor\n{}", sbc.log());
+    assert!(
+        carrier.recv_until(Duration::from_millis(500), |m| !m.starts_with("SIP/2.0")).is_none(),
+        "the carrier is told nothing"
+    );
+    two_way(&x_rtp, x_relay, &target_rtp, target_relay);
+    assert!(drain(&pbx_rtp, Duration::from_millis(200)).is_empty(), "the transferor hears nothing");
+    assert_eq!(sbc.metric("sipborder_transfers_total{result=\"completed\"}"), 1.0);
+}
+
+#[test]
+fn an_invite_with_replaces_from_the_pbx_takes_over_a_carrier_call_on_another_shard() {
+    let p = Ports::new();
+    let sbc = Sbc::start(p, &config(&p, &Setup::default()));
+    let carrier = RawUdp::bind_port(p.itsp);
+    let pbx = RawUdp::bind_port(p.pbx);
+    let pbx_rtp = UdpSocket::bind("127.0.0.1:0").expect("pbx rtp");
+    let (x_rtp, x_relay, inv) = carrier_calls_pbx(&p, &carrier, &pbx, &pbx_rtp);
     // Another phone of the PBX takes the call over, its INVITE on the other shard.
     let phone = RawUdp::bind();
     let phone_rtp = UdpSocket::bind("127.0.0.1:0").expect("phone rtp");
@@ -312,15 +398,7 @@ fn an_invite_with_replaces_from_the_pbx_takes_over_a_carrier_call_on_another_sha
         "the carrier is told nothing"
     );
     // Audio both ways between the carrier and the new phone, on the relay ports.
-    let down = stream(0, 0xdddd_0001, 7, 10, 40);
-    let up = stream(0, 0xeeee_0002, 8, 10, 40);
-    for (d, u) in down.iter().zip(&up) {
-        x_rtp.send_to(d, x_relay).expect("carrier sends");
-        phone_rtp.send_to(u, phone_relay).expect("phone sends");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert_relayed(&recv_n(&phone_rtp, down.len(), WAIT), &down, phone_relay, "carrier → phone");
-    assert_relayed(&recv_n(&x_rtp, up.len(), WAIT), &up, x_relay, "phone → carrier");
+    two_way(&x_rtp, x_relay, &phone_rtp, phone_relay);
     assert!(drain(&pbx_rtp, Duration::from_millis(200)).is_empty(), "the old leg hears nothing");
     // The new phone hangs up (its BYE goes through the forwarding shard); the carrier gets it.
     let bye = format!(

@@ -56,6 +56,8 @@ pub enum PeerMsg {
         from: PeerRef,
         /// The dialog to replace (as the PBX wrote it).
         replaces: Replaces,
+        /// The zone of the asking PBX leg: only a leg of the same zone is given up.
+        zone: crate::transport::flow::ZoneId,
         /// Where the joined call's media must go.
         target: MediaTarget,
     },
@@ -222,14 +224,14 @@ impl B2bua {
         tracing::info!(replaces = %replaces.call_id, "joining the call with the replaced one");
         let shard = crate::sip::callid::shard_of(&replaces.call_id, self.shards);
         let from = self.me(key);
-        self.send_peer(shard, PeerMsg::Join { from, replaces, target });
+        self.send_peer(shard, PeerMsg::Join { from, replaces, zone: flow.zone, target });
     }
 
     /// A message from a call on another shard (or this one).
     pub fn handle_peer_message(&mut self, now: Instant, msg: PeerMsg, tl: &mut TransactionLayer) {
         match msg {
-            PeerMsg::Join { from, replaces, target } => {
-                self.on_join(now, from, &replaces, &target, tl)
+            PeerMsg::Join { from, replaces, zone, target } => {
+                self.on_join(now, from, &replaces, zone, &target, tl)
             }
             PeerMsg::Joined { to, from, target } => self.on_joined(now, to, from, &target, tl),
             PeerMsg::JoinFailed { to, code } => self.on_join_failed(now, to, code, tl),
@@ -260,13 +262,19 @@ impl B2bua {
         now: Instant,
         from: PeerRef,
         replaces: &Replaces,
+        zone: crate::transport::flow::ZoneId,
         target: &MediaTarget,
         tl: &mut TransactionLayer,
     ) {
         let refuse = |b: &mut Self, code| {
             b.send_peer(from.shard, PeerMsg::JoinFailed { to: from.key, code })
         };
-        let Some((key, side)) = self.find_replaced(replaces) else {
+        // Only a leg of the asking PBX leg's zone: a REFER cannot make a call give up its
+        // carrier leg.
+        let found = self.find_replaced(replaces).filter(|&(key, side)| {
+            self.calls.get(&key).and_then(|c| c.dialog(side)).is_some_and(|d| d.flow.zone == zone)
+        });
+        let Some((key, side)) = found else {
             return refuse(self, 481);
         };
         let busy = self.calls.get(&key).is_none_or(|c| {

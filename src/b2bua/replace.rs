@@ -50,7 +50,15 @@ impl B2bua {
             Err(e) => return refuse(self, tl, 400, Some(&e.to_string())),
         };
         // RFC 3891 §3: no such dialog, or one that is not (or no longer) confirmed → 481.
-        let Some((key, side)) = self.find_replaced(&replaces) else {
+        // Only a leg of the zone the INVITE comes from can be replaced (a carrier cannot take
+        // over the PBX's leg); the answer is the same 481, so nothing tells the two apart.
+        let found = self.find_replaced(&replaces).filter(|&(key, side)| {
+            self.calls
+                .get(&key)
+                .and_then(|c| c.dialog(side))
+                .is_some_and(|d| d.flow.zone == flow.zone)
+        });
+        let Some((key, side)) = found else {
             return refuse(self, tl, 481, None);
         };
         let busy = self.calls.get(&key).is_none_or(|c| {

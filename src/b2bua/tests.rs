@@ -2331,6 +2331,28 @@ fn an_attended_transfer_naming_no_call_fails_in_the_notify_and_the_call_goes_on(
 }
 
 #[test]
+fn an_attended_transfer_naming_the_other_calls_carrier_leg_is_refused() {
+    let mut h = refer_local_harness();
+    let offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &offer));
+    let mut y = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &offer));
+    // Y's carrier leg, as that carrier knows it: not the PBX's to give away.
+    let carrier_leg = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        y.a.call_id.replace('@', "%40"),
+        param(&y.a.to, "tag").expect("tag"),
+        param(&y.a.from, "tag").expect("tag")
+    );
+    let out = h.feed(pbx(), &attended_refer(&mut x.b, &carrier_leg));
+    let last = out.iter().rev().find(|(_, t)| is_req(t, "NOTIFY")).map(|(_, t)| t.clone());
+    assert_eq!(last.as_deref().map(body), Some("SIP/2.0 481 Call/Transaction Does Not Exist\r\n"));
+    assert_eq!(count(&out, |_, t| is_req(t, "BYE")), 0, "{}", dump(&out));
+    hang_up_from_a(&mut h, &mut x);
+    hang_up_from_a(&mut h, &mut y);
+    h.assert_clean();
+}
+
+#[test]
 fn a_badly_escaped_replaces_gets_400() {
     let mut h = refer_local_harness();
     let mut x = establish(
@@ -2356,6 +2378,11 @@ fn an_invite_with_replaces_from_the_pbx_takes_over_the_leg_and_the_carrier_sees_
     // Another phone picks the call up: its INVITE names the PBX's leg.
     let ours = param(&x.b.to, "tag").expect("our tag");
     let replaces = format!("Replaces: {};to-tag={ours};from-tag=b1", x.b.call_id);
+    // From the carrier's zone the same header takes nothing over: 481, as for no such call.
+    let hijack = invite(itsp(), "sip:10001@203.0.113.1", &[&replaces], &x_offer);
+    let out = h.feed(itsp(), &hijack);
+    resp_to(&out, itsp(), 481);
+    assert_eq!(count(&out, |f, t| *f == pbx() && is_req(t, "BYE")), 0, "{}", dump(&out));
     let pickup =
         invite(pbx(), "sip:10001@10.0.0.1", &[&replaces], &sdp("10.0.0.64", 4000, "sendrecv"));
     let out = h.feed(pbx(), &pickup);

@@ -130,6 +130,9 @@ pub struct Unacked2xx {
     /// Delayed offer: the ACK from `side` carries the answer, which goes to the other side's
     /// ACK (CSeq given).
     pub forward_ack: Option<u32>,
+    /// The 2xx carried our offer and nothing crosses: the ACK's answer only moves `side`'s
+    /// media (an INVITE with Replaces that had no SDP).
+    pub answer_in_ack: bool,
 }
 
 /// A re-INVITE crossing the call.

@@ -225,7 +225,7 @@ impl B2bua {
                 resp.headers.push(h);
             }
             resp.body = body;
-            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
+            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, false, tl);
             return;
         }
         let other = side.other();
@@ -281,6 +281,7 @@ impl B2bua {
 
     /// Sends `resp`, a 2xx answering `side`'s INVITE with CSeq `cseq` itself, through `tx`, and
     /// keeps it to retransmit until the ACK (RFC 3261 §13.3.1.4: the 2xx is the TU's to resend).
+    /// `answer_in_ack`: the 2xx carries our offer, the ACK's answer moves `side`'s media.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_2xx_until_ack(
         &mut self,
@@ -291,6 +292,7 @@ impl B2bua {
         cseq: u32,
         resp: rsip::Response,
         flow: Flow,
+        answer_in_ack: bool,
         tl: &mut TransactionLayer,
     ) {
         let _ = tl.respond(now, tx, resp.clone());
@@ -307,6 +309,7 @@ impl B2bua {
             due,
             give_up,
             forward_ack: None,
+            answer_in_ack,
         });
         self.wake_at(due, key);
     }
@@ -377,6 +380,7 @@ impl B2bua {
                     due,
                     give_up,
                     forward_ack: delayed.then_some(r.out_cseq),
+                    answer_in_ack: false,
                 });
                 call.reinvite = None;
                 self.wake_at(due, key);
@@ -426,6 +430,10 @@ impl B2bua {
         let u = call.unacked.remove(pos);
         if call.state == CallState::Answered && side == Side::A {
             call.state = CallState::Confirmed;
+        }
+        if u.answer_in_ack {
+            self.take_answer_in_ack(now, key, side, &msg, flow, tl);
+            return;
         }
         let Some(out_cseq) = u.forward_ack else { return };
         // Delayed offer: this ACK carries the answer, which goes on in the other leg's ACK.

@@ -700,6 +700,7 @@ impl B2bua {
             due,
             give_up,
             forward_ack: delayed_offer.then_some(b_cseq),
+            answer_in_ack: false,
         });
         self.wake_at(due, key);
     }

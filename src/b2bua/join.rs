@@ -455,7 +455,7 @@ impl B2bua {
         resp.headers.push(make("Content-Type", "application/sdp"));
         resp.body = body;
         if msg.method() == Method::Invite {
-            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
+            self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, false, tl);
         } else {
             let _ = tl.respond(now, tx, resp);
         }

@@ -9,7 +9,7 @@
 //! Call-ID (`Shard::handle_message`); when the call ends, that shard sends
 //! [`PeerMsg::Release`](super::join::PeerMsg::Release) so the forwarding stops.
 
-use super::call::{CallState, Side};
+use super::call::{CallKey, CallState, Side};
 use super::dispatch::{B2bua, ClientRole};
 use super::initial::local_contact;
 use super::local::strip_tag;
@@ -31,6 +31,42 @@ fn transfers(result: &'static str) {
 }
 
 impl B2bua {
+    /// The ACK answering the offer in our 2xx to an INVITE with Replaces that had none.
+    pub(crate) fn take_answer_in_ack(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        ack: &SipMsg,
+        flow: Flow,
+        tl: &mut TransactionLayer,
+    ) {
+        if !super::anchoring::has_sdp(ack) {
+            tracing::info!("ACK without the answer to our offer: media not moved");
+            return;
+        }
+        if let Err(e) = self.take_unrelayed_body(now, key, side, ack.body(), flow.remote.ip()) {
+            tracing::info!(error = %e, "answer in the ACK could not be anchored");
+            return;
+        }
+        self.follow_replacing_sdp(now, key, side, ack.body(), tl);
+    }
+
+    /// Not anchored, the other party still sends to the replaced phone until a re-INVITE
+    /// tells it the new one's SDP (anchored, the relay already follows).
+    fn follow_replacing_sdp(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        sdp: &[u8],
+        tl: &mut TransactionLayer,
+    ) {
+        if !self.anchored(key) {
+            self.move_media(now, key, side.other(), sdp, tl);
+        }
+    }
+
     /// An out-of-dialog INVITE carrying a Replaces header.
     pub(crate) fn on_invite_with_replaces(
         &mut self,
@@ -72,20 +108,20 @@ impl B2bua {
             let code = if busy { 491 } else { 486 };
             return refuse(self, tl, code, None);
         }
-        if !super::anchoring::has_sdp(msg) {
-            // Without an offer the relay could not learn the new endpoint before the ACK;
-            // PBXs put SDP in these INVITEs.
-            return refuse(self, tl, 488, Some("Offer Required With Replaces"));
-        }
-        if let Err(e) = self.take_unrelayed_body(now, key, side, msg.body(), flow.remote.ip()) {
-            tracing::info!(error = %e, "SDP of a replacing INVITE could not be anchored");
-            return refuse(self, tl, 488, None);
+        // Without an offer (delayed offer) the 2xx offers what the leg had, and the ACK's answer
+        // moves the media.
+        let offered = super::anchoring::has_sdp(msg);
+        if offered {
+            if let Err(e) = self.take_unrelayed_body(now, key, side, msg.body(), flow.remote.ip()) {
+                tracing::info!(error = %e, "SDP of a replacing INVITE could not be anchored");
+                return refuse(self, tl, 488, None);
+            }
         }
         let Some(call) = self.calls.get_mut(&key) else { return };
         let Some(ours) = call.sdp_to[side.idx()].clone() else {
             return refuse(self, tl, 488, None);
         };
-        let body = answer_direction(&ours, msg.body());
+        let body = if offered { answer_direction(&ours, msg.body()) } else { ours };
         call.sdp_to[side.idx()] = Some(body.clone());
         let from = msg.header("From").unwrap_or("");
         let new = Dialog {
@@ -122,7 +158,7 @@ impl B2bua {
         };
         call.timers[side.idx()] = None;
         call.last_ack[side.idx()] = None;
-        self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, tl);
+        self.send_2xx_until_ack(now, key, side, tx, msg.cseq, resp, flow, !offered, tl);
         self.dialogs.insert((new.call_id.clone(), new.local_tag.clone()), (key, side));
         if let Some(mut old) = old {
             self.dialogs.remove(&(old.call_id.clone(), old.local_tag.clone()));
@@ -134,9 +170,8 @@ impl B2bua {
                 self.clients.insert(t, ClientRole::Discard);
             }
         }
-        // Not anchored: the other party still sends to the replaced phone until told.
-        if !self.anchored(key) {
-            self.move_media(now, key, side.other(), msg.body(), tl);
+        if offered {
+            self.follow_replacing_sdp(now, key, side, msg.body(), tl);
         }
         transfers("replaced");
         tracing::info!(replaced = %replaces.call_id, "a call leg was replaced (INVITE with Replaces)");

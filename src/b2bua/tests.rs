@@ -2553,3 +2553,29 @@ fn an_invite_with_replaces_not_anchored_moves_the_carriers_media_to_the_new_phon
     h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
     h.assert_clean();
 }
+
+#[test]
+fn an_invite_with_replaces_without_sdp_gets_our_offer_and_its_ack_answer_moves_the_media() {
+    let mut h = bypass_refer_local_harness();
+    let x_offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &x_offer));
+    let ours = param(&x.b.to, "tag").expect("our tag");
+    let replaces = format!("Replaces: {};to-tag={ours};from-tag=b1", x.b.call_id);
+    let pickup = invite(pbx(), "sip:10001@10.0.0.1", &[&replaces], "");
+    let out = h.feed(pbx(), &pickup);
+    let ok = resp_to(&out, pbx(), 200);
+    assert!(body(&ok).contains("c=IN IP4 198.51.100.20"), "our offer: what the leg had: {ok}");
+    assert_eq!(count(&out, |f, t| *f == itsp() && is_req(t, "INVITE")), 0, "not before the ACK");
+    let bye = req_to(&out, pbx(), "BYE");
+    h.feed(pbx(), &reply(&bye, 200, None, &[], ""));
+    // The ACK carries the new phone's answer: the carrier is moved to it.
+    let phone2 = Peer::caller(pbx(), &pickup, &ok);
+    let out = h.feed(pbx(), &phone2.ack(phone2.cseq, &sdp("10.0.0.65", 4002, "sendrecv")));
+    let reinvite = answer_media_move(&mut h, &out, itsp(), &x_offer);
+    assert!(body(&reinvite).contains("c=IN IP4 10.0.0.65\r\n"), "{reinvite}");
+    let out = h.feed(itsp(), &x.a.request("BYE", &[], ""));
+    let relayed = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&relayed), call_id(&pickup));
+    h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
+    h.assert_clean();
+}

@@ -26,7 +26,8 @@
 //! Every call's remote on each side is the same generator socket (GA or GB): the relays under
 //! test keep one socket per call and side anyway, and the generator stays two sockets wide, so
 //! `sendmmsg` batches cross calls and its own cost stays low (it is reported). It runs on one
-//! thread, optionally pinned.
+//! thread, optionally pinned; the generator itself is `bench/rtp_gen.rs`, shared with
+//! `examples/relay_load.rs`.
 //!
 //! ```text
 //! rtp_loadgen --target sipborder --pid PID --lan 127.0.0.1:5060 --itsp-port 5090 --calls 500
@@ -38,22 +39,18 @@
 //! Everything is bounded: setup has a deadline, the load runs `--warmup` + `--secs`, the drain
 //! at most 2 s, teardown at most 10 s.
 
+#[path = "rtp_gen.rs"]
+mod rtp_gen;
+
+use rtp_gen::{
+    cpu_jiffies, drive, generator_socket, pin, rusage, setsockopt_int, Plan, Streams, FRAME_MS,
+    HIST_US,
+};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Packet size: 12-byte RTP header + 160 bytes (20 ms of G.711).
-const PKT: usize = 172;
-/// Packets are sent every 20 ms per stream; stream `i` in millisecond slot `i % 20`.
-const FRAME_MS: u64 = 20;
-/// Datagrams per `sendmmsg`: small enough that the first and last packet of one call are
-/// stamped within a few tens of microseconds of their real departure.
-const CHUNK: usize = 16;
-const RX_BATCH: usize = 256;
-/// Latency histogram: 1 µs buckets up to 100 ms.
-const HIST_US: usize = 100_000;
 /// Probe streams for the baseline (one per millisecond slot).
 const PROBES: usize = FRAME_MS as usize;
 
@@ -139,37 +136,6 @@ fn parse_args() -> Args {
 // Small OS helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Pins the calling thread to one CPU, so the scheduler does not stack the generator on the
-/// core the relay just woke on.
-fn pin(cpu: usize) {
-    // SAFETY: cpu_set_t is plain C data; CPU_SET stays within it; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a live out-parameter.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn thread_cpu() -> Duration {
-    rusage(libc::RUSAGE_THREAD)
-}
-
-fn rusage(who: libc::c_int) -> Duration {
-    // SAFETY: rusage is plain C data (all-zero is valid) and a live out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// CPU time of every thread of `pid`, by thread name, from schedstat (nanosecond resolution,
 /// where /proc/<pid>/stat counts 10 ms ticks).
 fn process_cpu(pid: u32) -> HashMap<String, Duration> {
@@ -194,67 +160,10 @@ fn total(m: &HashMap<String, Duration>) -> Duration {
     m.values().sum()
 }
 
-/// (busy, total) jiffies over all CPUs, from /proc/stat: how loaded the machine was. Steal
-/// counts as busy: on a VM it is time another guest had our CPU.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if f.len() < 8 {
-        return (0, 1);
-    }
-    let total: u64 = f.iter().take(8).sum();
-    (total.saturating_sub(f[3] + f[4]), total)
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join("/"))
         .unwrap_or_default()
-}
-
-fn setsockopt_int(s: &UdpSocket, level: libc::c_int, opt: libc::c_int, v: libc::c_int) {
-    // SAFETY: passes a live c_int of the right size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-}
-
-/// A generator socket: large queues (FORCE: the sysctl cap is too small for 100k packets/s of
-/// bursts; needs CAP_NET_ADMIN, else the capped size applies) and kernel receive timestamps.
-fn generator_socket() -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind("127.0.0.1:0")?;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        setsockopt_int(&s, libc::SOL_SOCKET, opt, 64 << 20);
-    }
-    setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
-    s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-fn sockaddr_in(a: SocketAddr) -> libc::sockaddr_in {
-    let ip = match a {
-        SocketAddr::V4(v4) => *v4.ip(),
-        SocketAddr::V6(_) => [127, 0, 0, 1].into(),
-    };
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
-        sin_zero: [0; 8],
-    }
 }
 
 /// The first `m=audio` port of an SDP body.
@@ -786,265 +695,6 @@ impl Ng {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The load
-// ---------------------------------------------------------------------------------------------
-
-/// One direction of one stream. Direction 0: GA → relay → GB; 1: GB → relay → GA. Probe streams
-/// go GA → GB (0) and GB → GA (1) directly.
-struct Stream {
-    buf: [u8; PKT],
-    dest: libc::sockaddr_in,
-    seq: u16,
-    ts: u32,
-}
-
-struct Outcome {
-    sent: u64,
-    received: u64,
-    probe_sent: u64,
-    probe_received: u64,
-    bad_source: u64,
-    window_received: u64,
-    hist: Vec<u32>,
-    samples: u64,
-    over: u64,
-    base_hist: Vec<u32>,
-    base_samples: u64,
-    gen_cpu: Duration,
-    gen_sent_window: u64,
-    window: Duration,
-}
-
-fn rx_timestamp(h: &libc::msghdr) -> Option<u64> {
-    // SAFETY: `h` was filled by recvmmsg with a control buffer we own; the CMSG macros walk it
-    // within msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
-}
-
-fn percentile(hist: &[u32], samples: u64, p: f64) -> Option<usize> {
-    let target = ((samples as f64) * p).ceil().max(1.0) as u64;
-    let mut acc = 0u64;
-    for (us, &c) in hist.iter().enumerate() {
-        acc += u64::from(c);
-        if acc >= target {
-            return Some(us);
-        }
-    }
-    None
-}
-
-/// The generator/sink loop, one thread: every millisecond the streams of that slot are sent
-/// (in `sendmmsg` chunks, both directions), then whatever came back is read with `recvmmsg`.
-/// `expect[idx*2+dir]` is the source port a packet of stream idx, direction dir, must come from.
-fn drive(
-    sockets: [UdpSocket; 2],
-    mut streams: Vec<Stream>,
-    expect: Vec<u16>,
-    calls: usize,
-    measure_from: Instant,
-    stop_at: Instant,
-) -> Outcome {
-    let n_streams = streams.len() / 2;
-    let mut o = Outcome {
-        sent: 0,
-        received: 0,
-        probe_sent: 0,
-        probe_received: 0,
-        bad_source: 0,
-        window_received: 0,
-        hist: vec![0; HIST_US],
-        samples: 0,
-        over: 0,
-        base_hist: vec![0; HIST_US],
-        base_samples: 0,
-        gen_cpu: Duration::ZERO,
-        gen_sent_window: 0,
-        window: stop_at.saturating_duration_since(measure_from),
-    };
-    let mut by_slot: Vec<Vec<usize>> = vec![Vec::new(); FRAME_MS as usize];
-    for i in 0..n_streams {
-        by_slot[i % FRAME_MS as usize].push(i);
-    }
-    // SAFETY (every zeroed below): plain C structs for which all-zero bytes are valid.
-    let mut tx_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; CHUNK];
-    let mut tx_iov = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; CHUNK];
-    let mut rx_bufs = vec![[0u8; 2048]; RX_BATCH];
-    let mut rx_names: Vec<libc::sockaddr_in> = vec![unsafe { std::mem::zeroed() }; RX_BATCH];
-    let mut rx_ctrl = vec![[0u64; 8]; RX_BATCH];
-    let mut rx_iov: Vec<libc::iovec> = rx_bufs
-        .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
-        .collect();
-    let mut rx_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; RX_BATCH];
-
-    let fds = [sockets[0].as_raw_fd(), sockets[1].as_raw_fd()];
-    let start = Instant::now();
-    let drain_until = stop_at + Duration::from_secs(2);
-    let mut tick: u64 = 0;
-    let mut cpu_at_window: Option<Duration> = None;
-    let mut sent_at_window = 0u64;
-    loop {
-        let now = Instant::now();
-        if cpu_at_window.is_none() && now >= measure_from {
-            cpu_at_window = Some(thread_cpu());
-            sent_at_window = o.sent + o.probe_sent;
-        }
-        if o.gen_cpu.is_zero() && now >= stop_at {
-            o.gen_cpu = thread_cpu().saturating_sub(cpu_at_window.unwrap_or_default());
-            o.gen_sent_window = o.sent + o.probe_sent - sent_at_window;
-        }
-        // After the last send, wait for stragglers (late is not lost), bounded.
-        if now >= drain_until || (now >= stop_at && o.received >= o.sent) {
-            break;
-        }
-        // Send every tick that is due (catching up in a burst if the thread was late).
-        while now < stop_at && start + Duration::from_millis(tick) <= now {
-            let slot = (tick % FRAME_MS) as usize;
-            for dir in 0..2 {
-                for chunk in by_slot[slot].chunks(CHUNK) {
-                    let stamp = realtime_ns();
-                    for (k, &idx) in chunk.iter().enumerate() {
-                        let s = &mut streams[idx * 2 + dir];
-                        s.seq = s.seq.wrapping_add(1);
-                        s.ts = s.ts.wrapping_add(160);
-                        s.buf[2..4].copy_from_slice(&s.seq.to_be_bytes());
-                        s.buf[4..8].copy_from_slice(&s.ts.to_be_bytes());
-                        s.buf[20..28].copy_from_slice(&stamp.to_ne_bytes());
-                        tx_iov[k] =
-                            libc::iovec { iov_base: s.buf.as_mut_ptr().cast(), iov_len: PKT };
-                        let h = &mut tx_hdrs[k].msg_hdr;
-                        h.msg_name = (&mut s.dest as *mut libc::sockaddr_in).cast();
-                        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                        h.msg_iov = &mut tx_iov[k];
-                        h.msg_iovlen = 1;
-                    }
-                    let mut done = 0;
-                    // Bounded: a failing send gives up on the rest of the chunk.
-                    while done < chunk.len() {
-                        // SAFETY: headers point at live stream buffers and addresses.
-                        let r = unsafe {
-                            libc::sendmmsg(
-                                fds[dir],
-                                tx_hdrs[done..].as_mut_ptr(),
-                                (chunk.len() - done) as u32,
-                                0,
-                            )
-                        };
-                        if r <= 0 {
-                            break;
-                        }
-                        done += r as usize;
-                    }
-                    let probes = chunk.iter().take(done).filter(|&&i| i >= calls).count() as u64;
-                    o.probe_sent += probes;
-                    o.sent += done as u64 - probes;
-                }
-            }
-            tick += 1;
-        }
-
-        // Wait for packets or the next tick.
-        let next = start + Duration::from_millis(tick);
-        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(5));
-        let mut pfd = [
-            libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: fds[1], events: libc::POLLIN, revents: 0 },
-        ];
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: wait.as_nanos() as i64 };
-        // SAFETY: `pfd` and `ts` are live for the call.
-        unsafe { libc::ppoll(pfd.as_mut_ptr(), 2, &ts, std::ptr::null()) };
-        let now = Instant::now();
-        let in_window = now >= measure_from && now < stop_at;
-        for (dir_in, &fd) in fds.iter().enumerate() {
-            // Bounded: at most 64 batches per socket per wake-up, then the next tick is due.
-            for _ in 0..64 {
-                for i in 0..RX_BATCH {
-                    let h = &mut rx_hdrs[i].msg_hdr;
-                    h.msg_name = (&mut rx_names[i] as *mut libc::sockaddr_in).cast();
-                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                    h.msg_iov = &mut rx_iov[i];
-                    h.msg_iovlen = 1;
-                    h.msg_control = rx_ctrl[i].as_mut_ptr().cast();
-                    h.msg_controllen = 64;
-                }
-                // SAFETY: headers point at live buffers owned by this function.
-                let r = unsafe {
-                    libc::recvmmsg(
-                        fd,
-                        rx_hdrs.as_mut_ptr(),
-                        RX_BATCH as u32,
-                        libc::MSG_DONTWAIT,
-                        std::ptr::null_mut(),
-                    )
-                };
-                if r <= 0 {
-                    break;
-                }
-                for i in 0..r as usize {
-                    let len = rx_hdrs[i].msg_len as usize;
-                    let b = &rx_bufs[i];
-                    if len != PKT {
-                        continue;
-                    }
-                    let idx = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]) as usize;
-                    // Arriving at GA (0) is direction 1 (B → A), and the other way round.
-                    let dir = 1 - dir_in;
-                    let from_port = u16::from_be(rx_names[i].sin_port);
-                    if idx >= n_streams || expect[idx * 2 + dir] != from_port {
-                        o.bad_source += 1;
-                        continue;
-                    }
-                    let probe = idx >= calls;
-                    if probe {
-                        o.probe_received += 1;
-                    } else {
-                        o.received += 1;
-                        if in_window {
-                            o.window_received += 1;
-                        }
-                    }
-                    if !in_window {
-                        continue;
-                    }
-                    let sent_ns = u64::from_ne_bytes([
-                        b[20], b[21], b[22], b[23], b[24], b[25], b[26], b[27],
-                    ]);
-                    let Some(rx_ns) = rx_timestamp(&rx_hdrs[i].msg_hdr) else { continue };
-                    let us = (rx_ns.saturating_sub(sent_ns) / 1000) as usize;
-                    let (hist, samples) = if probe {
-                        (&mut o.base_hist, &mut o.base_samples)
-                    } else {
-                        (&mut o.hist, &mut o.samples)
-                    };
-                    *samples += 1;
-                    match hist.get_mut(us) {
-                        Some(c) => *c += 1,
-                        None => o.over += 1,
-                    }
-                }
-                if (r as usize) < RX_BATCH {
-                    break;
-                }
-            }
-        }
-    }
-    if o.gen_cpu.is_zero() {
-        o.gen_cpu = thread_cpu().saturating_sub(cpu_at_window.unwrap_or_default());
-    }
-    o
-}
-
 fn main() {
     let a = parse_args();
     let load_before = loadavg();
@@ -1078,22 +728,12 @@ fn main() {
 
     // Streams: every call both ways through the relay, then the direct probes.
     let n = calls.len();
-    let mut streams = Vec::with_capacity((n + PROBES) * 2);
-    let mut expect = Vec::with_capacity((n + PROBES) * 2);
-    let routes = calls
-        .iter()
-        .map(|c| (c.to_a, c.to_b, c.to_b.port(), c.to_a.port()))
-        .chain((0..PROBES).map(|_| (gb_addr, ga_addr, ga_addr.port(), gb_addr.port())));
-    for (idx, (dest0, dest1, from0, from1)) in routes.enumerate() {
-        for (dir, dest, from) in [(0u8, dest0, from0), (1u8, dest1, from1)] {
-            let mut buf = [0u8; PKT];
-            buf[0] = 0x80;
-            buf[8..12].copy_from_slice(&((idx as u32) << 1 | u32::from(dir)).to_be_bytes());
-            buf[12..16].copy_from_slice(&(idx as u32).to_ne_bytes());
-            buf[16] = dir;
-            streams.push(Stream { buf, dest: sockaddr_in(dest), seq: 0, ts: 0 });
-            expect.push(from);
-        }
+    let mut streams = Streams::with_capacity(n + PROBES);
+    for c in &calls {
+        streams.relayed(c.to_a, c.to_b);
+    }
+    for _ in 0..PROBES {
+        streams.probe(ga_addr, gb_addr);
     }
     // Let the relay attach every socket before traffic starts.
     std::thread::sleep(Duration::from_millis(500));
@@ -1108,7 +748,17 @@ fn main() {
             if let Some(cpu) = pin_gen {
                 pin(cpu);
             }
-            drive([ga, gb], streams, expect, n, measure_from, stop_at)
+            // Latency only inside the measured window; no read-lag clock read per packet, as
+            // the generator's own cost per packet is reported; bounded reads per wake-up keep
+            // the sends on time.
+            let plan = Plan {
+                measure_from,
+                stop_at,
+                sample_drain: false,
+                read_lag: false,
+                rx_batches: 64,
+            };
+            drive([ga, gb], streams, plan)
         })
         .expect("spawn generator");
 
@@ -1131,19 +781,19 @@ fn main() {
     let pps = o.window_received as f64 / o.window.as_secs_f64();
     let lost = o.sent.saturating_sub(o.received);
     let loss_pct = 100.0 * lost as f64 / o.sent.max(1) as f64;
-    let q = |h: &[u32], s: u64, p: f64| percentile(h, s, p).unwrap_or(HIST_US);
-    let (p50, p99) = (q(&o.hist, o.samples, 0.5), q(&o.hist, o.samples, 0.99));
-    let (b50, b99) = (q(&o.base_hist, o.base_samples, 0.5), q(&o.base_hist, o.base_samples, 0.99));
-    let gen_us = o.gen_cpu.as_secs_f64() * 1e6 / o.gen_sent_window.max(1) as f64;
-    let gen_core = 100.0 * o.gen_cpu.as_secs_f64() / o.window.as_secs_f64();
-    let busy = 100.0 * (j1.0 - j0.0) as f64 / (j1.1 - j0.1).max(1) as f64;
+    let q = |h: &rtp_gen::Histogram, p: f64| h.percentile(p).unwrap_or(HIST_US);
+    let (p50, p99) = (q(&o.latency, 0.5), q(&o.latency, 0.99));
+    let (b50, b99) = (q(&o.base, 0.5), q(&o.base, 0.99));
+    let gen_us = o.window_cpu.as_secs_f64() * 1e6 / o.window_sent.max(1) as f64;
+    let gen_core = 100.0 * o.window_cpu.as_secs_f64() / o.window.as_secs_f64();
+    let busy = 100.0 * (j1.busy - j0.busy) as f64 / (j1.total - j0.total).max(1) as f64;
     // What the rest of the machine (other people's builds) took from the two of us: busy CPU
     // time minus the system under test's and the generator's, as a share of all CPUs.
     // SAFETY: sysconf takes no pointers.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let window_s = o.window.as_secs_f64().max(1e-3);
-    let busy_s = (j1.0 - j0.0) as f64 / hz;
+    let busy_s = (j1.busy - j0.busy) as f64 / hz;
     let gen_s = me1.saturating_sub(me0).as_secs_f64();
     let others = (100.0 * (busy_s - sut_cpu.as_secs_f64() - gen_s) / (window_s * ncpu)).max(0.0);
 
@@ -1169,7 +819,7 @@ fn main() {
         sut_cpu.as_secs_f64(),
         o.bad_source,
         HIST_US,
-        o.over,
+        o.latency.over + o.base.over,
     );
     println!(
         "label={} target={:?} calls={n} pps={pps:.0} cpu_us_per_pkt={cpu_us:.2} sent={} lost={lost} \

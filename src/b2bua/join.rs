@@ -239,11 +239,15 @@ impl B2bua {
             PeerMsg::Forward(..) | PeerMsg::Release { .. } => {}
             PeerMsg::Hangup { to } => {
                 let Some(call) = self.calls.get_mut(&to) else { return };
+                let ending = matches!(call.state, CallState::Ending | CallState::Ended);
                 let Some(join) = call.join.as_mut() else { return };
                 let side = join.side;
                 // Told by the peer: no Hangup goes back when this call ends.
                 join.peer = None;
-                self.hangup_both(now, to, EndCause::Bye(side), tl);
+                // Both ended at once (shutdown, media timeouts): this one's BYE is on its way.
+                if !ending {
+                    self.hangup_both(now, to, EndCause::Bye(side), tl);
+                }
             }
         }
     }

@@ -2597,3 +2597,30 @@ fn an_invite_with_replaces_without_sdp_gets_our_offer_and_its_ack_answer_moves_t
     h.feed(pbx(), &reply(&relayed, 200, None, &[], ""));
     h.assert_clean();
 }
+
+#[test]
+fn shutting_down_a_joined_pair_sends_each_carrier_one_bye() {
+    let mut h = refer_local_harness();
+    let offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let mut x = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &offer));
+    let y = establish(&mut h, itsp(), &invite(itsp(), "sip:10001@203.0.113.1", &[], &offer));
+    let out = h.feed(pbx(), &attended_refer(&mut x.b, &replaces_of(&y.b)));
+    for (_, t) in out.iter().filter(|(f, t)| *f == pbx() && !t.starts_with("SIP/2.0")) {
+        h.feed(pbx(), &reply(t, 200, None, &[], ""));
+    }
+    h.shard.hangup_all(h.now, "SIP;cause=503");
+    let out = h.drain();
+    let mut byes: Vec<String> = out
+        .iter()
+        .filter(|(f, t)| *f == itsp() && is_req(t, "BYE"))
+        .map(|(_, t)| call_id(t))
+        .collect();
+    byes.sort();
+    let mut want = vec![x.a.call_id.clone(), y.a.call_id.clone()];
+    want.sort();
+    assert_eq!(byes, want, "one BYE per carrier leg: {}", dump(&out));
+    for (_, t) in out.iter().filter(|(f, t)| *f == itsp() && is_req(t, "BYE")) {
+        h.feed(itsp(), &reply(t, 200, None, &[], ""));
+    }
+    h.assert_clean();
+}

@@ -464,8 +464,8 @@ impl UringPath {
             .or_else(|_| IoUring::builder().setup_coop_taskrun().setup_cqsize(cq).build(2048))
             .or_else(|_| IoUring::builder().setup_cqsize(cq).build(2048))?;
         let bufs = BufRing::new(buffers)?;
-        // A sparse file table sized by the descriptor limit (a registered file counts
-        // against it); slots beyond it, or a kernel without sparse tables, use plain fds.
+        // A sparse file table sized by the descriptor limit (the kernel refuses a larger
+        // one); slots beyond it, or a kernel without sparse tables, use plain fds.
         let fixed_slots = nofile_limit().min(1 << 16);
         let fixed_slots = if ring.submitter().register_files_sparse(fixed_slots).is_ok() {
             fixed_slots

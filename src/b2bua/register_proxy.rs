@@ -152,11 +152,12 @@ impl B2bua {
             owner_shard: self.shard,
             missed_keepalives: 0,
         });
-        if self.next_keepalive.is_none() {
-            // The same round drops expired bindings, so it runs even without keepalives.
-            let every = if cfg.keepalive.0.is_zero() { client_expires } else { cfg.keepalive.0 };
-            self.next_keepalive = Some(now + every);
-        }
+        // The same round drops expired bindings, so it runs even without keepalives. The
+        // earliest wins: a binding of a zone without keepalives (next round in client_expires)
+        // registered first must not put off the pings of a zone that has them.
+        let every = if cfg.keepalive.0.is_zero() { client_expires } else { cfg.keepalive.0 };
+        let due = now + every;
+        self.next_keepalive = Some(self.next_keepalive.map_or(due, |k| k.min(due)));
         let contact = format!("<sip:{token}@{}>", self.proxy_hostport(registrar));
         let upstream =
             cfg.registrar_expires.0.as_secs().min(expires.max(cfg.registrar_expires.0.as_secs()));

@@ -2624,3 +2624,30 @@ fn shutting_down_a_joined_pair_sends_each_carrier_one_bye() {
     }
     h.assert_clean();
 }
+
+#[test]
+fn a_zone_without_keepalives_registering_first_does_not_delay_another_zones_pings() {
+    let yaml = CONFIG
+        .replace(
+            "    media: { address: 127.0.0.1, advertise: 10.0.0.1, ports: 30000-31999 }\n",
+            "    media: { address: 127.0.0.1, advertise: 10.0.0.1, ports: 30000-31999 }\n    register_proxy: { registrar: pbx, client_expires: 60s, registrar_expires: 3600s, keepalive: 0s }\n",
+        )
+        .replace(
+            "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n",
+            "    media: { address: 127.0.0.1, advertise: 203.0.113.1, ports: 32000-33999 }\n    register_proxy: { registrar: pbx, client_expires: 60s, registrar_expires: 3600s, keepalive: 10s }\n",
+        );
+    let mut h = Harness::with_config(&yaml);
+    // A LAN phone (no keepalives in its zone) registers first, then a remote one behind a NAT.
+    let lan_phone = udp(0, "10.0.0.99:5060");
+    h.feed(lan_phone, &register(lan_phone, "sip:101@10.0.0.99:5060", "lan-ph", 1, 3600, &[]));
+    let nat = udp(1, "198.51.100.77:40000");
+    h.feed(nat, &register(nat, "sip:100@192.168.1.5:5060", "nat-ph", 1, 3600, &[]));
+    // Within the remote zone's 10 s, the NATed phone is pinged through its pinhole.
+    let out = h.advance(Duration::from_secs(11));
+    assert!(
+        out.iter().any(|(f, t)| *f == nat && is_req(t, "OPTIONS")),
+        "OPTIONS keepalive to the NATed phone: {}",
+        dump(&out)
+    );
+    assert!(!out.iter().any(|(f, t)| *f == lan_phone && is_req(t, "OPTIONS")));
+}

@@ -182,6 +182,11 @@ impl Shard {
         Some(target)
     }
 
+    /// Call-IDs this shard forwards to another (dialogs that replaced a leg there).
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.len()
+    }
+
     /// Next message for a call on another shard.
     pub fn poll_peer(&mut self) -> Option<PeerEnvelope> {
         self.peer_out.pop_front()

@@ -2651,3 +2651,106 @@ fn a_zone_without_keepalives_registering_first_does_not_delay_another_zones_ping
     );
     assert!(!out.iter().any(|(f, t)| *f == lan_phone && is_req(t, "OPTIONS")));
 }
+
+/// Two shards of two, with the messages between them carried by hand (what the shard tasks
+/// do): everything each sends on the wire is collected.
+struct TwoShards {
+    shards: [Shard; 2],
+    now: Instant,
+}
+
+impl TwoShards {
+    fn new() -> TwoShards {
+        let cfg = crate::config::load_str(CONFIG, "test.yaml").expect("test config is valid");
+        let router = Arc::new(Router::from_config(&cfg));
+        let timers = crate::server::timer_config(&cfg);
+        TwoShards {
+            shards: [Shard::new(0, 2, router.clone(), timers), Shard::new(1, 2, router, timers)],
+            now: Instant::now(),
+        }
+    }
+
+    /// `text` arrives at the shard its Call-ID hashes to; peer messages are carried until
+    /// none is left; returns what both shards sent.
+    fn feed(&mut self, flow: Flow, text: &str) -> Vec<Sent> {
+        let m = msg(text);
+        let i = crate::sip::callid::shard_of(&m.call_id, 2);
+        self.shards[i].handle_message(self.now, m, flow);
+        let mut out = Vec::new();
+        loop {
+            let mut carried = false;
+            for i in 0..2 {
+                while let Some(p) = self.shards[i].poll_peer() {
+                    self.shards[p.shard].handle_peer_message(self.now, p.msg);
+                    carried = true;
+                }
+            }
+            for s in &mut self.shards {
+                while let Some(t) = s.poll_transmit() {
+                    out.push((t.flow, String::from_utf8(t.bytes.to_vec()).expect("UTF-8")));
+                }
+            }
+            if !carried {
+                return out;
+            }
+        }
+    }
+}
+
+/// `text` with its Call-ID replaced by one (derived from `seed`) that hashes to `shard` of 2.
+fn on_shard(text: &str, seed: &str, shard: usize) -> String {
+    let old = call_id(text);
+    let new = (0..1000)
+        .map(|i| format!("{seed}-{i}@test"))
+        .find(|c| crate::sip::callid::shard_of(c, 2) == shard)
+        .expect("a Call-ID on the shard");
+    text.replace(&old, &new)
+}
+
+#[test]
+fn a_replacing_dialog_on_another_shard_is_forwarded_until_its_call_ends() {
+    let mut t = TwoShards::new();
+    // The carrier's call lives on shard 0, its PBX leg too.
+    let offer = sdp("198.51.100.20", 30000, "sendrecv");
+    let inv = on_shard(&invite(itsp(), "sip:10001@203.0.113.1", &[], &offer), "carrier", 0);
+    let out = t.feed(itsp(), &inv);
+    let (_, to_pbx) =
+        only(&out, "INVITE to the PBX", |f, t| *f == pbx() && is_req(t, "INVITE")).clone();
+    let c = format!("Contact: {}", callee_contact(pbx()));
+    let ok = reply(
+        &to_pbx,
+        200,
+        Some("b1"),
+        &[&c, "Content-Type: application/sdp"],
+        &sdp("10.0.0.50", 4000, "sendrecv"),
+    );
+    let out = t.feed(pbx(), &ok);
+    let a_ok = resp_to(&out, itsp(), 200);
+    let mut x = Peer::caller(itsp(), &inv, &a_ok);
+    t.feed(itsp(), &x.ack(x.cseq, ""));
+    // A phone takes the PBX leg over with a Call-ID of shard 1: forwarded to shard 0.
+    let ours = from_tag(&to_pbx).expect("our tag");
+    let r = format!("Replaces: {};to-tag={ours};from-tag=b1", call_id(&to_pbx));
+    let pickup = on_shard(
+        &invite(pbx(), "sip:10001@10.0.0.1", &[&r], &sdp("10.0.0.64", 4000, "sendrecv")),
+        "pickup",
+        1,
+    );
+    let out = t.feed(pbx(), &pickup);
+    let ok2 = resp_to(&out, pbx(), 200);
+    assert_eq!(t.shards[1].forwarded(), 1, "shard 1 forwards the new Call-ID");
+    assert_eq!(t.shards[0].b2bua().calls(), 1);
+    assert_eq!(t.shards[1].b2bua().calls(), 0, "no call was made on shard 1");
+    for (_, m) in out.iter().filter(|(f, m)| *f == pbx() && is_req(m, "BYE")) {
+        t.feed(pbx(), &reply(m, 200, None, &[], ""));
+    }
+    let phone = Peer::caller(pbx(), &pickup, &ok2);
+    assert!(t.feed(pbx(), &phone.ack(phone.cseq, "")).is_empty(), "the ACK reaches shard 0");
+    // The carrier hangs up: the BYE reaches the phone, whose answer crosses back to shard 0.
+    let out = t.feed(itsp(), &x.request("BYE", &[], ""));
+    let bye = req_to(&out, pbx(), "BYE");
+    assert_eq!(call_id(&bye), call_id(&pickup));
+    t.feed(pbx(), &reply(&bye, 200, None, &[], ""));
+    assert_eq!(t.shards[0].b2bua().calls(), 0);
+    assert_eq!(t.shards[1].forwarded(), 0, "released when the call ended");
+}

@@ -113,24 +113,6 @@ impl B2bua {
         self.take_body(now, key, from, body, source, true)
     }
 
-    /// The SDP of a leg that replaces the transferor on `side` (its 2xx): the relay follows it,
-    /// but the other leg is not sent anything and keeps the payload numbers it was given.
-    pub(crate) fn take_replacing_sdp(
-        &mut self,
-        now: Instant,
-        key: CallKey,
-        side: Side,
-        msg: &SipMsg,
-        source: IpAddr,
-    ) {
-        if !has_sdp(msg) {
-            return;
-        }
-        if let Err(e) = self.take_body(now, key, side, msg.body(), source, false) {
-            tracing::warn!(error = %e, "SDP of the transfer target could not be anchored");
-        }
-    }
-
     fn take_body(
         &mut self,
         now: Instant,

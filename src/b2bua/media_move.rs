@@ -62,14 +62,46 @@ impl B2bua {
             tracing::warn!(code, "the remaining party refused the transfer's new media address");
             return;
         }
+        if let Some(call) = self.calls.get_mut(&key) {
+            if super::anchoring::has_sdp(msg) {
+                call.sdp_from[side.idx()] = Some(msg.body().to_vec());
+            }
+        }
+        self.ack_own_invite(key, side, cseq, tl);
+    }
+
+    /// ACKs the 2xx to a re-INVITE sipborder itself sent on `side` with CSeq `cseq`, and keeps
+    /// the ACK to resend when the 2xx is retransmitted.
+    pub(crate) fn ack_own_invite(
+        &mut self,
+        key: CallKey,
+        side: Side,
+        cseq: u32,
+        tl: &mut TransactionLayer,
+    ) {
         let Some(call) = self.calls.get_mut(&key) else { return };
-        if super::anchoring::has_sdp(msg) {
-            call.sdp_from[side.idx()] = Some(msg.body().to_vec());
+        let Some(d) = call.dialog(side) else { return };
+        let ack = d.request(Method::Ack, cseq, vec![], vec![]);
+        let bytes = tl.send_stateless(ack, d.flow);
+        call.last_ack[side.idx()] = Some((cseq, bytes));
+    }
+
+    /// A new party took `side`'s place with `sdp` (its signalling from `source`): anchored, the
+    /// relay follows it and the other leg is told nothing; not anchored, the other leg still
+    /// sends to the party that left, so it is re-INVITEd with the new party's SDP.
+    pub(crate) fn follow_new_party(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        side: Side,
+        sdp: &[u8],
+        source: std::net::IpAddr,
+        tl: &mut TransactionLayer,
+    ) -> Result<(), crate::media::MediaError> {
+        self.take_unrelayed_body(now, key, side, sdp, source)?;
+        if !self.anchored(key) {
+            self.move_media(now, key, side.other(), sdp, tl);
         }
-        if let Some(d) = call.dialog(side) {
-            let ack = d.request(Method::Ack, cseq, vec![], vec![]);
-            let bytes = tl.send_stateless(ack, d.flow);
-            call.last_ack[side.idx()] = Some((cseq, bytes));
-        }
+        Ok(())
     }
 }

@@ -45,25 +45,8 @@ impl B2bua {
             tracing::info!("ACK without the answer to our offer: media not moved");
             return;
         }
-        if let Err(e) = self.take_unrelayed_body(now, key, side, ack.body(), flow.remote.ip()) {
+        if let Err(e) = self.follow_new_party(now, key, side, ack.body(), flow.remote.ip(), tl) {
             tracing::info!(error = %e, "answer in the ACK could not be anchored");
-            return;
-        }
-        self.follow_replacing_sdp(now, key, side, ack.body(), tl);
-    }
-
-    /// Not anchored, the other party still sends to the replaced phone until a re-INVITE
-    /// tells it the new one's SDP (anchored, the relay already follows).
-    fn follow_replacing_sdp(
-        &mut self,
-        now: Instant,
-        key: CallKey,
-        side: Side,
-        sdp: &[u8],
-        tl: &mut TransactionLayer,
-    ) {
-        if !self.anchored(key) {
-            self.move_media(now, key, side.other(), sdp, tl);
         }
     }
 
@@ -111,16 +94,17 @@ impl B2bua {
         // Without an offer (delayed offer) the 2xx offers what the leg had, and the ACK's answer
         // moves the media.
         let offered = super::anchoring::has_sdp(msg);
+        let Some(ours) = self.calls.get(&key).and_then(|c| c.sdp_to[side.idx()].clone()) else {
+            return refuse(self, tl, 488, None);
+        };
         if offered {
-            if let Err(e) = self.take_unrelayed_body(now, key, side, msg.body(), flow.remote.ip()) {
+            if let Err(e) = self.follow_new_party(now, key, side, msg.body(), flow.remote.ip(), tl)
+            {
                 tracing::info!(error = %e, "SDP of a replacing INVITE could not be anchored");
                 return refuse(self, tl, 488, None);
             }
         }
         let Some(call) = self.calls.get_mut(&key) else { return };
-        let Some(ours) = call.sdp_to[side.idx()].clone() else {
-            return refuse(self, tl, 488, None);
-        };
         let body = if offered { answer_direction(&ours, msg.body()) } else { ours };
         call.sdp_to[side.idx()] = Some(body.clone());
         let from = msg.header("From").unwrap_or("");
@@ -169,9 +153,6 @@ impl B2bua {
                 let t = tl.send_request(now, bye, old.flow);
                 self.clients.insert(t, ClientRole::Discard);
             }
-        }
-        if offered {
-            self.follow_replacing_sdp(now, key, side, msg.body(), tl);
         }
         transfers("replaced");
         tracing::info!(replaced = %replaces.call_id, "a call leg was replaced (INVITE with Replaces)");

@@ -251,13 +251,7 @@ impl B2bua {
         if (200..300).contains(&code) {
             if msg.cseq_method == Method::Invite {
                 // We are the UAC of this re-INVITE: ACK it on the leg.
-                if let Some(d) = self.calls.get(&key).and_then(|c| c.dialog(side)) {
-                    let ack = d.request(Method::Ack, cseq, vec![], vec![]);
-                    let bytes = tl.send_stateless(ack, d.flow);
-                    if let Some(c) = self.calls.get_mut(&key) {
-                        c.last_ack[side.idx()] = Some((cseq, bytes));
-                    }
-                }
+                self.ack_own_invite(key, side, cseq, tl);
             }
             if let Some(t) = self.calls.get_mut(&key).and_then(|c| c.timers[side.idx()].as_mut()) {
                 if let Some((se, _)) = session_expires(msg) {

@@ -242,11 +242,12 @@ impl B2bua {
                 let mut modes = self.call_dtmf_modes(key);
                 modes[side.idx()] = self.dtmf_mode(tr.trunk);
                 self.apply_dtmf_modes(key, modes);
-                self.take_replacing_sdp(now, key, side, msg, flow.remote.ip());
-                // Not anchored: the remaining party still sends to the transferor; only a
-                // re-INVITE with the target's SDP moves it.
-                if !self.anchored(key) && super::anchoring::has_sdp(msg) {
-                    self.move_media(now, key, side.other(), msg.body(), tl);
+                if super::anchoring::has_sdp(msg) {
+                    if let Err(e) =
+                        self.follow_new_party(now, key, side, msg.body(), flow.remote.ip(), tl)
+                    {
+                        tracing::warn!(error = %e, "SDP of the transfer target could not be anchored");
+                    }
                 }
                 if !tr.transferor_gone {
                     self.notify_progress(now, key, side, "SIP/2.0 200 OK", true, tl);
